@@ -1,0 +1,5 @@
+import sys
+
+from cotracker3_plugin.cli import main
+
+sys.exit(main())

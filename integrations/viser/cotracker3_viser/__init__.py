@@ -1,0 +1,1 @@
+"""cotracker3_viser: the viser web viewer for cotracker3-plugin outputs."""
