@@ -1,0 +1,121 @@
+"""Real, unlabelled videos for pseudo-label fine-tuning.
+
+Follows the official real-video sampler (ARCHITECTURE.md §5.1): a random clip of length L
+(random in [seq_len/2, seq_len) when ``random_seq_len``), a random frame stride when
+``random_frame_rate`` (r ~ U{1..m-1}, m = min(4, len // L)), videos shorter than L extended by
+their time-reversed copy (ping-pong), a random crop; no photometric augmentation. Extra real
+footage can be made from the same videos (``reverse_prob``: play backwards; ``scale_range``:
+random zoom before the crop), which is how this package stretches the few real videos it ships with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cotracker3_plugin.errors import UserError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+@dataclass
+class RealVideoConfig:
+    """Where the real videos are and how clips are cut from them."""
+
+    root: Path = Path("videos")
+    """A folder of videos (any mix of sizes/lengths/fps) and/or sub-folders of JPEG/PNG frames."""
+    seq_len: int = 80
+    """Clip length L (official: 80 for the offline student, 64 for online)."""
+    random_seq_len: bool = True
+    """Draw L uniformly from [seq_len // 2, seq_len) (official offline recipe)."""
+    random_frame_rate: bool = True
+    """Random frame stride as in the official sampler."""
+    crop_size: tuple[int, int] = (384, 512)
+    """(height, width) of the random crop; a dimension smaller than the crop is kept as is."""
+    max_side: int | None = None
+    """Downscale decoded frames so the longer side is at most this (None: keep)."""
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    """Random zoom applied to the whole clip before cropping (1, 1: none)."""
+    reverse_prob: float = 0.0
+    """Probability of playing the clip backwards (extra real footage from the same videos)."""
+
+
+def list_videos(root: Path) -> list[Path]:
+    """Video files and image folders under ``root`` (sorted, recursive)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"Real-video folder {root} does not exist. Pass --data.root a folder of videos.")
+    items = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    items += sorted(p for p in root.rglob("*") if p.is_dir()
+                    and any(q.suffix.lower() in (".jpg", ".jpeg", ".png") for q in p.iterdir()))
+    if not items:
+        raise UserError(f"No videos or image folders found under {root}.")
+    return items
+
+
+@lru_cache(maxsize=16)
+def _decode(path: Path, max_side: int | None) -> np.ndarray:
+    from cotracker3_plugin.io import load_clip
+
+    return load_clip(path, max_side=max_side).frames
+
+
+def cut_clip(frames: np.ndarray, cfg: RealVideoConfig, rng: np.random.Generator) -> np.ndarray:
+    """One random clip (L, h, w, 3) uint8 from a decoded video, as the official sampler cuts it."""
+    length = int(rng.integers(cfg.seq_len // 2, cfg.seq_len)) if cfg.random_seq_len else cfg.seq_len
+    while len(frames) < length:  # ping-pong: append the time-reversed video
+        frames = np.concatenate([frames, frames[::-1][1:]], axis=0)
+    stride = 1
+    if cfg.random_frame_rate:
+        m = min(4, len(frames) // length)
+        stride = int(rng.integers(1, m)) if m > 1 else 1
+    start = int(rng.integers(0, len(frames) - (length - 1) * stride))
+    clip = frames[start:start + (length - 1) * stride + 1:stride]
+    if rng.random() < cfg.reverse_prob:
+        clip = clip[::-1]
+    lo, hi = cfg.scale_range
+    if hi > lo or lo != 1.0:
+        s = float(rng.uniform(lo, hi))
+        h, w = clip.shape[1:3]
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        clip = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+                         for f in clip])
+    ch, cw = cfg.crop_size
+    h, w = clip.shape[1:3]
+    y0 = int(rng.integers(0, h - ch + 1)) if h > ch else 0
+    x0 = int(rng.integers(0, w - cw + 1)) if w > cw else 0
+    return np.ascontiguousarray(clip[:, y0:y0 + ch, x0:x0 + cw])
+
+
+class RealVideoDataset(torch.utils.data.Dataset):
+    """Random clips of real videos; item = {"video": (L,3,h,w) float 0..255, "name": str, "seed": int}.
+
+    Deterministic per (seed, index): the same item is the same clip, so a resumed or
+    sharded run sees the same data.
+    """
+
+    def __init__(self, cfg: RealVideoConfig, *, length: int | None = None, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.videos = list_videos(cfg.root)
+        self.length = length or len(self.videos)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        path = self.videos[index % len(self.videos)]
+        clip = cut_clip(_decode(path, self.cfg.max_side), self.cfg, rng)
+        # Model input sizes must be divisible by 4: crop the remainder.
+        h, w = (clip.shape[1] // 4) * 4, (clip.shape[2] // 4) * 4
+        video = torch.from_numpy(clip[:, :h, :w]).permute(0, 3, 1, 2).float()
+        return {"video": video, "name": path.name, "seed": index}
