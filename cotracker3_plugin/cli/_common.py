@@ -1,0 +1,140 @@
+"""Helpers shared by the CLI subcommands: device choice, model loading, progress bars,
+stage timings and the ``summary.json`` writer.
+
+Keep this module small and its names stable: every subcommand imports it. It imports
+torch lazily so that ``cotracker3 --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cotracker3_plugin._atomic import atomic_path
+from cotracker3_plugin.errors import UserError
+
+log = logging.getLogger("cotracker3_plugin.cli")
+
+
+def resolve_device(device: str = "auto") -> Any:
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is checked and returned.
+
+    Returns a ``torch.device``. Raises :class:`UserError` for an unknown or unavailable device.
+    """
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"--device {device!r} is not a device name ({e}). "
+                        "Use auto, cpu, cuda, cuda:0 or mps.") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device} was asked for but CUDA is not available in this torch "
+                        f"build ({torch.__version__}). Use --device cpu or --device auto.")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserError("--device mps was asked for but Apple MPS is not available. "
+                            "Use --device cpu or --device auto.")
+    return dev
+
+
+def load_model_verbose(name_or_path: str | os.PathLike[str] | None, *, online: bool | None = None,
+                       device: Any = "cpu") -> Any:
+    """``weights.load_model`` with a log line naming the model and the device."""
+    from cotracker3_plugin.weights import load_model
+
+    label = str(name_or_path) if name_or_path is not None else "bundled default"
+    mode = "" if online is None else (" (online)" if online else " (offline)")
+    log.info("Loading model %s%s on %s", label, mode, device)
+    return load_model(name_or_path, online=online, device=device)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the results (for summary.json)."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for mod in ("cotracker3_plugin", "torch", "numpy", "av", "cv2", "pycolmap"):
+        m = sys.modules.get(mod)
+        if m is None:
+            with contextlib.suppress(ImportError):
+                m = __import__(mod)
+        if m is not None:
+            out[mod] = str(getattr(m, "__version__", "unknown"))
+    return out
+
+
+def write_summary(path: str | os.PathLike[str], data: dict[str, Any], *,
+                  add_versions: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically, adding a ``versions`` entry by default.
+
+    Non-JSON values (paths, numpy scalars and arrays, torch devices) are converted to strings
+    or plain numbers.
+    """
+    payload = dict(data)
+    if add_versions and "versions" not in payload:
+        payload["versions"] = versions()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars / arrays, torch tensors
+        return obj.tolist()
+    return str(obj)
+
+
+class Stopwatch:
+    """Wall-clock time per named stage: ``with sw("decode"): ...``; ``sw.times`` in seconds."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
+
+    def rounded(self, digits: int = 3) -> dict[str, float]:
+        out = {k: round(v, digits) for k, v in self.times.items()}
+        out["total"] = round(sum(self.times.values()), digits)
+        return out
+
+
+@contextlib.contextmanager
+def progress_bar(total: int | None, desc: str, *, enabled: bool = True,
+                 unit: str = "it") -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr; yields ``advance(n)``. Disabled (no output) when ``enabled`` is False."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False,
+               dynamic_ncols=True, file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def show_progress() -> bool:
+    """Progress bars only when stderr is a terminal (keeps CI logs and pipes clean)."""
+    return sys.stderr.isatty()
