@@ -179,8 +179,8 @@ def _open_container(path: Path):  # -> av.container.InputContainer
                          "webm, avi) or a folder of images.") from e
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path} has no video stream (audio only, or not a video). Pass a video "
-                         "file with a video track.")
+        raise VideoError(f"{path} has no video frames (no video stream: an empty or audio-only file). "
+                         "Pass a video file with at least one frame.")
     return container
 
 
@@ -219,7 +219,7 @@ def probe_video(path: PathLike) -> VideoInfo:
         frames_exact = bool(stream.frames and stream.frames > 0)
         num_frames = int(stream.frames) if frames_exact else (
             int(round(duration * fps)) if duration is not None else 0)
-        rotation = 0
+        rotation: int | None = None
         try:
             for frame in container.decode(stream):
                 rotation = _normalise_rotation(frame.rotation)
@@ -227,6 +227,8 @@ def probe_video(path: PathLike) -> VideoInfo:
         except av.FFmpegError as e:
             raise VideoError(f"{path} is not a decodable video (FFmpeg: {e}). Re-export it (e.g. as "
                              "H.264 mp4) or pass a folder of images.") from e
+        if rotation is None:
+            raise VideoError(f"{path} contains no video frames. Pass a video with at least one frame.")
         w, h = int(cc.width or stream.width), int(cc.height or stream.height)
         if rotation in (90, 270):
             w, h = h, w
@@ -310,12 +312,14 @@ def iter_frames(path: PathLike, *, stride: int = 1, max_frames: int | None = Non
             except av.FFmpegError as e:  # unseekable input: decode from the start instead
                 log.debug("seek failed on %s (%s); decoding from the start", path, e)
         count = in_range = kept = 0
+        last_index = -1
         rotation: int | None = None
         frames = container.decode(stream)
         while True:
             try:
                 frame = next(frames)
             except StopIteration:
+                _warn_if_short(path, stream, container, fps, last_index, end_time)
                 break
             except av.FFmpegError as e:
                 if kept:
@@ -330,6 +334,7 @@ def iter_frames(path: PathLike, *, stride: int = 1, max_frames: int | None = Non
             else:
                 t, index = count / fps, count
             count += 1
+            last_index = index
             if start_time is not None and t < start_time - tol:
                 continue
             if end_time is not None and t >= end_time - tol:
@@ -356,6 +361,24 @@ def iter_frames(path: PathLike, *, stride: int = 1, max_frames: int | None = Non
             raise VideoError(f"No frames of {path} fall in the time range [{start_time or 0.0}, "
                              f"{end_time if end_time is not None else 'end'}) s (the video lasts about "
                              f"{lasts:.2f} s). Fix --start-time / --end-time.")
+
+
+def _warn_if_short(path: Path, stream, container, fps: float, last_index: int,
+                   end_time: float | None) -> None:
+    # Truncated files often just end early without an FFmpeg error: compare with the header.
+    if end_time is not None or last_index < 0:
+        return
+    if stream.frames and stream.frames > 0:
+        expected, exact = int(stream.frames), True
+    elif container.duration:
+        expected, exact = int(container.duration / 1e6 * fps), False
+    else:
+        return
+    missing = expected - (last_index + 1)
+    if missing > (0 if exact else max(2, expected // 20)):
+        log.warning("%s: the header announces %s%d frames but only %d decoded; the file is probably "
+                    "truncated. Using the frames that decoded.", path, "" if exact else "about ",
+                    expected, last_index + 1)
 
 
 def _read_image(path: Path) -> np.ndarray:
