@@ -31,8 +31,8 @@ def query_colors(queries: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray
     q = np.asarray(queries, dtype=np.float32).reshape(-1, 3)
     x = np.clip(q[:, 1] / max(w - 1, 1), 0.0, 1.0)
     y = np.clip(q[:, 2] / max(h - 1, 1), 0.0, 1.0)
-    # OpenCV 8-bit HSV: hue in [0, 180). Stop at 150 so the two sides never share red.
-    hsv = np.stack([x * 150.0, 110.0 + 145.0 * y, np.full_like(x, 255.0)], axis=-1)
+    # OpenCV 8-bit HSV: hue in [0, 180). Stop at 135 (violet) so the two sides never share red.
+    hsv = np.stack([x * 135.0, 110.0 + 145.0 * y, np.full_like(x, 255.0)], axis=-1)
     hsv = np.round(hsv).astype(np.uint8)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
