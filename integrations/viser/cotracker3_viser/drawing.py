@@ -1,0 +1,126 @@
+"""Fast 2D overlay for the live viewer: tracks drawn with numpy scatter writes.
+
+:func:`cotracker3_plugin.io.draw_tracks` draws point by point with OpenCV (anti-aliased,
+best for saved videos) and takes about a second per frame at 20k tracks; the viewer
+redraws on every slider move, so here discs, rings and trail segments are stamped for
+all tracks at once. Visible points are filled discs, occluded points hollow rings,
+trails fade with age; colours come from :func:`cotracker3_plugin.io.query_colors` so
+the viewer and the rendered videos agree.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from cotracker3_plugin.tracks import Tracks
+
+try:
+    from cotracker3_plugin.io import query_colors
+except ImportError:  # pragma: no cover - older core without the overlay module
+    query_colors = None  # type: ignore[assignment]
+
+
+def track_colors(tracks: Tracks) -> np.ndarray:
+    """(N, 3) uint8 RGB colour of each track, the same as in the overlay videos."""
+    if query_colors is not None:
+        return query_colors(tracks.queries, tracks.frame_size)
+    h, w = tracks.frame_size  # pragma: no cover - fallback: hue from x only
+    hue = np.clip(tracks.queries[:, 1] / max(w - 1, 1), 0, 1) * 150
+    hsv = np.stack([hue, np.full_like(hue, 200), np.full_like(hue, 255)], 1).astype(np.uint8)[None]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+
+
+def _disc_offsets(radius: int, hollow: bool) -> np.ndarray:
+    r = max(1, int(radius))
+    d = np.arange(-r, r + 1)
+    dx, dy = np.meshgrid(d, d)
+    dist = np.sqrt(dx**2 + dy**2)
+    keep = dist <= r + 0.35
+    if hollow:
+        keep &= dist >= max(r - 1.2, 0.5)
+    return np.stack([dx[keep], dy[keep]], 1)
+
+
+def stamp(img: np.ndarray, centers: np.ndarray, colors: np.ndarray, offsets: np.ndarray) -> None:
+    """Write ``colors`` (M, 3) at ``centers`` (M, 2) x, y plus each of ``offsets`` (K, 2), in place."""
+    if len(centers) == 0:
+        return
+    h, w = img.shape[:2]
+    c = np.round(centers).astype(np.int64)
+    xs = (c[:, None, 0] + offsets[None, :, 0]).ravel()
+    ys = (c[:, None, 1] + offsets[None, :, 1]).ravel()
+    cols = np.repeat(colors, len(offsets), axis=0)
+    ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    img[ys[ok], xs[ok]] = cols[ok]
+
+
+def stamp_segments(img: np.ndarray, p0: np.ndarray, p1: np.ndarray, colors: np.ndarray,
+                   thick: bool = False) -> None:
+    """Draw M line segments ``p0`` -> ``p1`` (M, 2) in ``colors`` (M, 3), in place, all at once."""
+    if len(p0) == 0:
+        return
+    steps = np.ceil(np.abs(p1 - p0).max(1)).clip(1, 256).astype(np.int64) + 1
+    seg = np.repeat(np.arange(len(p0)), steps)
+    start = np.cumsum(steps) - steps
+    frac = (np.arange(len(seg)) - start[seg]) / np.maximum(steps[seg] - 1, 1)
+    pts = p0[seg] + (p1[seg] - p0[seg]) * frac[:, None]
+    offsets = np.array([[0, 0], [1, 0], [0, 1]]) if thick else np.zeros((1, 2), np.int64)
+    stamp(img, pts, colors[seg], offsets)
+
+
+class OverlayDrawer:
+    """Draws tracks of one ``Tracks`` on frames of any size with the same aspect ratio."""
+
+    def __init__(self, tracks: Tracks) -> None:
+        self.tracks = tracks
+        self.colors = track_colors(tracks)
+
+    def scaled_xy(self, frames: slice | np.ndarray | int, size: tuple[int, int]) -> np.ndarray:
+        """Track positions of ``frames`` in pixels of an image of ``size`` (H, W)."""
+        th, tw = self.tracks.frame_size
+        h, w = size
+        scale = np.array([(w - 1) / max(tw - 1, 1), (h - 1) / max(th - 1, 1)], dtype=np.float32)
+        return self.tracks.xy[frames] * scale
+
+    def draw(self, image: np.ndarray, t: int, *, visible: np.ndarray, shown: np.ndarray,
+             trail: int = 0, radius: int | None = None, selected: int = -1) -> np.ndarray:
+        """A copy of ``image`` with the tracks of frame ``t`` drawn.
+
+        ``visible`` (T, N) bool decides filled vs hollow; ``shown`` (N,) bool the tracks
+        to draw at all; ``trail`` past frames are joined by fading segments; the
+        ``selected`` track gets its whole trajectory and a highlight ring.
+        """
+        out = np.ascontiguousarray(image.copy())
+        h, w = out.shape[:2]
+        r = max(2, round(max(h, w) / 200)) if radius is None else radius
+        idx = np.flatnonzero(shown)
+        lo = max(0, t - trail)
+        xy = self.scaled_xy(slice(lo, t + 1), (h, w))[:, idx]  # (L, M, 2)
+        vis = visible[lo:t + 1][:, idx]
+        cols = self.colors[idx].astype(np.float32)
+        finite = np.isfinite(xy).all(-1)
+        for k in range(xy.shape[0] - 1):  # one vectorised call per trail step, oldest first
+            ok = finite[k] & finite[k + 1] & (vis[k] | vis[k + 1])
+            fade = 0.35 + 0.65 * (k + 1) / max(xy.shape[0] - 1, 1)
+            stamp_segments(out, xy[k, ok], xy[k + 1, ok], (cols[ok] * fade).astype(np.uint8))
+        cur, cur_vis, cur_ok = xy[-1], vis[-1], finite[-1]
+        occ = cur_ok & ~cur_vis
+        stamp(out, cur[occ], self.colors[idx[occ]], _disc_offsets(r, hollow=True))
+        on = cur_ok & cur_vis
+        stamp(out, cur[on], self.colors[idx[on]], _disc_offsets(r, hollow=False))
+        if 0 <= selected < self.tracks.num_points:
+            self._draw_selected(out, t, selected, r)
+        return out
+
+    def _draw_selected(self, out: np.ndarray, t: int, n: int, r: int) -> None:
+        path = self.scaled_xy(slice(None), out.shape[:2])[:, n]
+        ok = np.isfinite(path).all(1)
+        pts = np.round(path[ok] * 16).astype(np.int32)
+        if len(pts) >= 2:
+            cv2.polylines(out, [pts], False, (0, 0, 0), 3, cv2.LINE_AA, 4)
+            cv2.polylines(out, [pts], False, (255, 255, 255), 1, cv2.LINE_AA, 4)
+        if ok[t]:
+            c = (int(round(path[t, 0] * 16)), int(round(path[t, 1] * 16)))
+            cv2.circle(out, c, (r + 4) * 16, (0, 0, 0), 3, cv2.LINE_AA, 4)
+            cv2.circle(out, c, (r + 4) * 16, (255, 230, 0), 2, cv2.LINE_AA, 4)
