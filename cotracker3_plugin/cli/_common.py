@@ -138,3 +138,24 @@ def progress_bar(total: int | None, desc: str, *, enabled: bool = True,
 def show_progress() -> bool:
     """Progress bars only when stderr is a terminal (keeps CI logs and pipes clean)."""
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def progress_callback(desc: str, *, enabled: bool = True,
+                      unit: str = "it") -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar driven by ``callback(done, total)`` calls, the ``progress=`` signature of
+    :func:`cotracker3_plugin.predict.track` (the total may change between calls)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=None, desc=desc, unit=unit, disable=not enabled, leave=False,
+               dynamic_ncols=True, file=sys.stderr)
+
+    def callback(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(max(0, done - bar.n))
+
+    try:
+        yield callback
+    finally:
+        bar.close()
