@@ -26,8 +26,13 @@ def default_image_names(num_frames: int) -> list[str]:
     return [f"frame_{i + 1:05d}.png" for i in range(num_frames)]
 
 
+#: COLMAP puts pixel centres at +0.5, this package at integer coordinates.
+_COLMAP_OFFSET = 0.5
+
+
 def _camera_model(scene: Scene, k: np.ndarray) -> tuple[str, list[float]]:
-    fx, fy, cx, cy = float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
+    fx, fy = float(k[0, 0]), float(k[1, 1])
+    cx, cy = float(k[0, 2]) + _COLMAP_OFFSET, float(k[1, 2]) + _COLMAP_OFFSET
     dist = np.asarray(scene.distortion, dtype=np.float64).reshape(-1)
     if dist.size == 0 or not np.any(dist):
         return "PINHOLE", [fx, fy, cx, cy]
@@ -67,7 +72,7 @@ def scene_to_pycolmap(scene: Scene, image_names: Sequence[str] | None = None,
             fi = int(scene.frame_indices[i])
             vis = tracks.visible[fi, tids] & (tids >= 0)
             pidx = np.flatnonzero(vis)
-            obs_of_frame[i] = (pidx, tracks.xy[fi, tids[pidx]].astype(np.float64))
+            obs_of_frame[i] = (pidx, tracks.xy[fi, tids[pidx]].astype(np.float64) + _COLMAP_OFFSET)
     for i in reg:
         cam_from_world = np.linalg.inv(scene.world_from_cam[i])
         pose = pycolmap.Rigid3d(pycolmap.Rotation3d(cam_from_world[:3, :3]), cam_from_world[:3, 3])
@@ -95,7 +100,8 @@ def write_colmap_model(scene: Scene, folder: str | os.PathLike[str], binary: boo
     """Write ``cameras``, ``images`` and ``points3D`` (``.bin`` or ``.txt``) into ``folder``.
 
     Readable by COLMAP, ``pycolmap.Reconstruction(folder)`` and nerfstudio. The camera
-    is PINHOLE when the scene has no distortion, else OPENCV. Only registered frames
+    is PINHOLE when the scene has no distortion, else OPENCV; principal point and
+    keypoints are shifted by +0.5 px to COLMAP's pixel-centre convention. Only registered frames
     become images; image ``i`` of the scene gets image id ``i + 1`` and the name
     ``image_names[i]`` (default ``frame_00001.png`` ...). Pass ``tracks`` to give the
     points their 2D observations (see :func:`scene_to_pycolmap`). ``folder`` is replaced

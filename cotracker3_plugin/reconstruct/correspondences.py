@@ -1,0 +1,149 @@
+"""Tracks -> multi-view correspondences for structure from motion.
+
+Every track is one multi-view correspondence: its usable observations (visible,
+confident, inside the frame by a margin, outside an optional exclusion mask) become
+keypoints, and any two frames that see it share a match. Frames are paired within a
+sliding window and across it (offsets doubling from the window size), so that the
+mapper finds wide-baseline pairs to start from.
+
+Tracks on independently moving objects break epipolar geometry. Each pair gets a
+fundamental matrix by RANSAC (OpenCV), and every track collects, over the pairs it is
+in, how often its Sampson distance exceeded the threshold; tracks that are outliers in
+most of their pairs are dropped everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from cotracker3_plugin.tracks import Tracks
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "usable_observations"]
+
+
+def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: float | None = None,
+                        exclude_mask: np.ndarray | None = None) -> np.ndarray:
+    """(T, N) bool: observations fit for geometry.
+
+    ``visible`` (or ``confidence > min_confidence`` if given), finite, at least ``margin``
+    px inside the frame, and not on a True pixel of ``exclude_mask`` ((H, W) for all
+    frames, or (T, H, W) per frame; pixels of ``tracks.frame_size``), which marks
+    regions to ignore such as people or cars.
+    """
+    ok = tracks.visible.copy() if min_confidence is None else tracks.confidence > min_confidence
+    ok &= np.all(np.isfinite(tracks.xy), axis=-1)
+    ok &= tracks.inside_frame(margin)
+    if exclude_mask is not None:
+        m = np.asarray(exclude_mask, dtype=bool)
+        h, w = tracks.frame_size
+        if m.shape[-2:] != (h, w) or m.ndim not in (2, 3) or (m.ndim == 3 and len(m) != tracks.num_frames):
+            raise ValueError(f"exclude_mask must be (H, W) or (T, H, W) = ({tracks.num_frames}, {h}, {w}), "
+                             f"got {m.shape}")
+        xi = np.clip(np.rint(tracks.xy[..., 0]), 0, w - 1).astype(np.int64)
+        yi = np.clip(np.rint(tracks.xy[..., 1]), 0, h - 1).astype(np.int64)
+        if m.ndim == 2:
+            hit = m[yi, xi]
+        else:
+            hit = m[np.arange(tracks.num_frames)[:, None], yi, xi]
+        ok &= ~hit
+    return ok
+
+
+def frame_pairs(num_frames: int, window: int = 5, long_range: bool = True) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j: every j within ``window`` of i, plus offsets 2w, 4w, 8w, ...
+
+    The long-range offsets cost O(T log T) pairs and give the mapper the wide
+    baselines a video's neighbouring frames lack.
+    """
+    pairs: set[tuple[int, int]] = set()
+    w = max(1, int(window))
+    for i in range(num_frames):
+        for j in range(i + 1, min(num_frames, i + w + 1)):
+            pairs.add((i, j))
+        if long_range:
+            off = 2 * w
+            while i + off < num_frames:
+                pairs.add((i, i + off))
+                off *= 2
+    return sorted(pairs)
+
+
+@dataclass
+class PairGeometry:
+    """Epipolar geometry of one frame pair, from the tracks both frames see."""
+
+    i: int
+    j: int
+    F: np.ndarray | None
+    """3x3 fundamental matrix (None if it could not be estimated)."""
+    tracks: np.ndarray
+    """(M,) indices of the tracks seen in both frames."""
+    inliers: np.ndarray
+    """(M,) bool: Sampson distance below the threshold."""
+
+
+def _sampson(F: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sampson distance (px) of correspondences a <-> b (each (M, 2)) under F."""
+    ah = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    bh = np.concatenate([b, np.ones((len(b), 1))], axis=1)
+    fa = ah @ F.T  # epipolar lines in image b
+    ftb = bh @ F  # epipolar lines in image a
+    num = np.einsum("ij,ij->i", bh, fa) ** 2
+    den = fa[:, 0] ** 2 + fa[:, 1] ** 2 + ftb[:, 0] ** 2 + ftb[:, 1] ** 2
+    return np.sqrt(num / np.maximum(den, 1e-12))
+
+
+def estimate_pair(xy: np.ndarray, usable: np.ndarray, i: int, j: int, threshold: float,
+                  min_matches: int = 15, seed: int = 0) -> PairGeometry:
+    """Fundamental matrix of frames i, j by RANSAC over the tracks both see."""
+    import cv2
+
+    common = np.flatnonzero(usable[i] & usable[j])
+    if len(common) < max(8, min_matches):
+        return PairGeometry(i, j, None, common, np.zeros(len(common), dtype=bool))
+    a = xy[i, common].astype(np.float64)
+    b = xy[j, common].astype(np.float64)
+    cv2.setRNGSeed(seed)
+    F, _ = cv2.findFundamentalMat(a, b, cv2.USAC_MAGSAC, threshold, 0.999, 2000)
+    if F is None or F.shape != (3, 3):
+        # Pure rotation or no motion: F is undefined, the pair carries no evidence.
+        return PairGeometry(i, j, None, common, np.ones(len(common), dtype=bool))
+    inl = _sampson(F, a, b) < threshold
+    return PairGeometry(i, j, F, common, inl)
+
+
+def moving_track_filter(tracks: Tracks, usable: np.ndarray, pairs: list[tuple[int, int]], *,
+                        threshold: float = 2.0, max_outlier_ratio: float = 0.5,
+                        min_pairs: int = 2, seed: int = 0
+                        ) -> tuple[np.ndarray, list[PairGeometry]]:
+    """Tracks consistent with the camera motion, and the per-pair geometries.
+
+    Returns ``(static, geometries)``: ``static`` (N,) bool is False for tracks that were
+    epipolar outliers (Sampson distance > ``threshold`` px) in more than
+    ``max_outlier_ratio`` of the (at least ``min_pairs``) pairs that saw them. Pairs
+    whose frames barely moved (median flow below 2 thresholds) give no evidence: F is
+    unstable there and a moving object may look static.
+    """
+    n = tracks.num_points
+    tested = np.zeros(n, dtype=np.int64)
+    outlier = np.zeros(n, dtype=np.int64)
+    geoms: list[PairGeometry] = []
+    for i, j in pairs:
+        g = estimate_pair(tracks.xy, usable, i, j, threshold, seed=seed)
+        geoms.append(g)
+        if g.F is None or len(g.tracks) == 0:
+            continue
+        flow = np.linalg.norm(tracks.xy[j, g.tracks] - tracks.xy[i, g.tracks], axis=-1)
+        if np.median(flow) < 2 * threshold:
+            continue
+        tested[g.tracks] += 1
+        outlier[g.tracks] += ~g.inliers
+    ratio = np.where(tested > 0, outlier / np.maximum(tested, 1), 0.0)
+    static = ~((tested >= min_pairs) & (ratio > max_outlier_ratio))
+    log.debug("moving-track filter: %d of %d tracks rejected", int((~static).sum()), n)
+    return static, geoms

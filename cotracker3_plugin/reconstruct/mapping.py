@@ -1,0 +1,223 @@
+"""Cameras from correspondences with COLMAP's own mappers (through pycolmap).
+
+A COLMAP database is filled from the tracks alone (no images, no descriptors): one
+camera, one frame and image per video frame, the track observations as keypoints, the
+shared tracks of each frame pair as matches, and as two-view geometry the fundamental
+matrices and inliers already found by :mod:`.correspondences` (so COLMAP's own, slower
+verification is skipped). Then the incremental (default) or global mapper runs, and
+the model with the most registered frames is kept.
+
+Pixel convention: this package puts pixel centres at integer coordinates, COLMAP at
+``+0.5``; keypoints and principal points are shifted at this boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cotracker3_plugin.reconstruct.correspondences import PairGeometry
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CameraModel", "MappingResult", "camera_to_scene", "make_camera", "run_mapping"]
+
+CameraModel = Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"]
+#: COLMAP's pixel centre offset relative to this package's.
+COLMAP_PIXEL_OFFSET = 0.5
+
+
+@contextlib.contextmanager
+def quiet_colmap(enabled: bool = True) -> Iterator[None]:
+    """Silence COLMAP's glog INFO/WARNING lines unless debug logging is on."""
+    import pycolmap
+
+    if not enabled or log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 2
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+def make_camera(model: str, width: int, height: int, focal: float, *, colmap_pixels: bool = True):
+    """A pycolmap camera with focal ``focal`` px, principal point at the image centre, no distortion."""
+    import pycolmap
+
+    off = COLMAP_PIXEL_OFFSET if colmap_pixels else 0.0
+    cx, cy = width / 2 - 0.5 + off, height / 2 - 0.5 + off
+    params = {
+        "SIMPLE_PINHOLE": [focal, cx, cy],
+        "PINHOLE": [focal, focal, cx, cy],
+        "SIMPLE_RADIAL": [focal, cx, cy, 0.0],
+        "RADIAL": [focal, cx, cy, 0.0, 0.0],
+        "OPENCV": [focal, focal, cx, cy, 0.0, 0.0, 0.0, 0.0],
+    }[model]
+    return pycolmap.Camera(model=model, width=int(width), height=int(height), params=params)
+
+
+def camera_to_scene(camera) -> tuple[np.ndarray, np.ndarray, object]:
+    """COLMAP camera -> (K in this package's pixels, OpenCV (k1, k2, p1, p2), camera in our pixels)."""
+    import pycolmap
+
+    p = np.asarray(camera.params, dtype=np.float64)
+    name = camera.model.name
+    dist = np.zeros(4)
+    if name == "SIMPLE_RADIAL":
+        dist[0] = p[3]
+    elif name == "RADIAL":
+        dist[:2] = p[3:5]
+    elif name == "OPENCV":
+        dist[:] = p[4:8]
+    elif name not in ("SIMPLE_PINHOLE", "PINHOLE"):
+        raise ValueError(f"unsupported camera model {name}")
+    K = np.asarray(camera.calibration_matrix(), dtype=np.float64).copy()
+    K[0, 2] -= COLMAP_PIXEL_OFFSET
+    K[1, 2] -= COLMAP_PIXEL_OFFSET
+    ours = pycolmap.Camera(model=name, width=camera.width, height=camera.height, params=p.copy())
+    pp = list(ours.principal_point_idxs())
+    params = np.asarray(ours.params, dtype=np.float64)
+    params[pp] -= COLMAP_PIXEL_OFFSET
+    ours.params = params
+    return K, dist, ours
+
+
+@dataclass
+class MappingResult:
+    world_from_cam: np.ndarray
+    """(F, 4, 4) OpenCV camera-to-world poses of the mapped frames (NaN: unregistered)."""
+    registered: np.ndarray
+    """(F,) bool."""
+    camera: object
+    """The refined pycolmap camera (COLMAP pixel convention)."""
+    num_points: int
+    """3D points in the kept model."""
+    mean_reprojection_error: float
+    num_models: int
+    """Models the mapper produced (more than 1: the video broke into pieces)."""
+
+
+def _write_database(path: Path, xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry],
+                    camera, static: np.ndarray, min_matches: int) -> None:
+    import pycolmap
+
+    F = xy.shape[0]
+    db = pycolmap.Database.open(str(path))
+    try:
+        cam_id = db.write_camera(camera)
+        rig = pycolmap.Rig()
+        sensor = pycolmap.sensor_t(pycolmap.SensorType.CAMERA, cam_id)
+        rig.add_ref_sensor(sensor)
+        rig_id = db.write_rig(rig)
+        kp_index = np.full(usable.shape, -1, dtype=np.int64)
+        for f in range(F):
+            image_id = db.write_image(pycolmap.Image(name=f"frame_{f:06d}", camera_id=cam_id))
+            assert image_id == f + 1
+            frame = pycolmap.Frame()
+            frame.rig_id = rig_id
+            frame.add_data_id(pycolmap.data_t(sensor, image_id))
+            db.write_frame(frame)
+            idx = np.flatnonzero(usable[f])
+            kp_index[f, idx] = np.arange(len(idx))
+            db.write_keypoints(image_id, (xy[f, idx] + COLMAP_PIXEL_OFFSET).astype(np.float32))
+        for g in geoms:
+            i, j = g.i, g.j
+            both = usable[i, g.tracks] & usable[j, g.tracks]
+            tr = g.tracks[both]
+            if len(tr) < min_matches:
+                continue
+            matches = np.stack([kp_index[i, tr], kp_index[j, tr]], axis=1).astype(np.uint32)
+            db.write_matches(i + 1, j + 1, matches)
+            inl = (g.inliers[both] & static[tr])
+            if g.F is None or inl.sum() < min_matches:
+                continue
+            tvg = pycolmap.TwoViewGeometry()
+            tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+            # OpenCV's F is for pixel-centre coordinates; shift it to COLMAP's.
+            S = np.array([[1, 0, -COLMAP_PIXEL_OFFSET], [0, 1, -COLMAP_PIXEL_OFFSET], [0, 0, 1.0]])
+            tvg.F = S.T @ g.F @ S
+            tvg.inlier_matches = matches[inl]
+            db.write_two_view_geometry(i + 1, j + 1, tvg)
+    finally:
+        db.close()
+
+
+def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry], static: np.ndarray,
+                frame_size: tuple[int, int], *, mapper: Literal["incremental", "global"] = "incremental",
+                camera_model: CameraModel = "SIMPLE_RADIAL", focal: float | None = None,
+                refine_focal: bool = True, num_threads: int = -1, seed: int = 0,
+                min_matches: int = 15, init_min_tri_angle: float = 8.0,
+                workdir: str | Path | None = None) -> MappingResult:
+    """Map the frames of ``xy`` (F, N, 2) whose observations ``usable`` (F, N) are given.
+
+    ``geoms`` hold the pair geometries (frame positions 0..F-1), ``static`` (N,) the
+    tracks allowed as two-view inliers.
+    """
+    import pycolmap
+
+    h, w = frame_size
+    F = xy.shape[0]
+    f0 = float(focal) if focal else 1.2 * max(h, w)
+    camera = make_camera(camera_model, w, h, f0)
+    camera.has_prior_focal_length = focal is not None
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cotracker3-sfm-"))
+        work = Path(workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        db_path = work / "database.db"
+        db_path.unlink(missing_ok=True)
+        out = work / "sparse"
+        out.mkdir(exist_ok=True)
+        _write_database(db_path, xy, usable, geoms, camera, static, min_matches)
+        fixed_focal = focal is not None and not refine_focal
+        with quiet_colmap():
+            if mapper == "incremental":
+                opts = pycolmap.IncrementalPipelineOptions()
+                opts.num_threads = int(num_threads)
+                opts.random_seed = int(seed)
+                opts.extract_colors = False
+                opts.min_num_matches = int(min_matches)
+                opts.ba_refine_focal_length = not fixed_focal
+                opts.mapper.abs_pose_refine_focal_length = not fixed_focal
+                # Video pairs have small baselines; the long-range pairs give enough angle.
+                opts.mapper.init_min_tri_angle = float(init_min_tri_angle)
+                # Fewer global BAs: with hundreds of well-tracked points per frame local BA suffices.
+                opts.ba_global_frames_ratio = 1.4
+                opts.ba_global_points_ratio = 1.4
+                opts.ba_global_max_refinements = 2
+                recs = pycolmap.incremental_mapping(str(db_path), str(work), str(out), opts)
+            elif mapper == "global":
+                gopts = pycolmap.GlobalPipelineOptions()
+                gopts.num_threads = int(num_threads)
+                gopts.random_seed = int(seed)
+                gopts.min_num_matches = int(min_matches)
+                gopts.mapper.bundle_adjustment.refine_focal_length = not fixed_focal
+                recs = pycolmap.global_mapping(str(db_path), str(work), str(out), gopts)
+            else:
+                raise ValueError(f"unknown mapper {mapper!r}")
+
+    wfc = np.full((F, 4, 4), np.nan)
+    registered = np.zeros(F, dtype=bool)
+    if not recs:
+        return MappingResult(wfc, registered, camera, 0, float("nan"), 0)
+    best = max(recs.values(), key=lambda r: r.num_reg_images())
+    for image_id in best.reg_image_ids():
+        f = int(image_id) - 1
+        m = np.eye(4)
+        m[:3, :4] = best.image(image_id).cam_from_world().matrix()
+        wfc[f] = np.linalg.inv(m)
+        registered[f] = True
+    cam = next(iter(best.cameras.values()))
+    return MappingResult(wfc, registered, cam, best.num_points3D(),
+                         float(best.compute_mean_reprojection_error()), len(recs))

@@ -1,0 +1,296 @@
+"""``reconstruct(tracks, clip, config) -> Scene``: the whole tracks-to-3D pipeline.
+
+Stages: usable observations -> frame pairs and moving-track rejection -> COLMAP mapping
+of a subset of well-spread tracks on (possibly subsampled) frames -> pose for the
+frames the mapper skipped or failed, by absolute-pose RANSAC against the points ->
+triangulation of every track with the final poses -> outlier removal and voxel thinning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.io.clip import Clip
+from cotracker3_plugin.reconstruct import cleanup
+from cotracker3_plugin.reconstruct.correspondences import (
+    frame_pairs,
+    moving_track_filter,
+    usable_observations,
+)
+from cotracker3_plugin.reconstruct.mapping import CameraModel, camera_to_scene, run_mapping
+from cotracker3_plugin.reconstruct.scene import Scene
+from cotracker3_plugin.reconstruct.triangulate import triangulate_tracks
+from cotracker3_plugin.tracks import Tracks
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "reconstruct",
+           "reconstruct_detailed"]
+
+
+@dataclass
+class ReconstructConfig:
+    """How tracks become cameras and points."""
+
+    mapper: Literal["incremental", "global"] = "incremental"
+    """COLMAP mapper: incremental (robust, default) or global (GLOMAP-style, faster on long videos)."""
+    camera_model: CameraModel = "SIMPLE_RADIAL"
+    """Shared camera model for all frames (one focal length, radial distortion k1 by default)."""
+    focal: float | None = None
+    """Focal length in pixels if known; default: estimated, starting from 1.2 * max(width, height)."""
+    refine_focal: bool = True
+    """Refine the given ``focal`` in bundle adjustment (ignored when ``focal`` is not given)."""
+    stride: int = 1
+    """Map every ``stride``-th frame (the others get poses afterwards from the 3D points)."""
+    max_frames: int = 150
+    """At most this many frames go to the mapper (evenly spread); the others as for ``stride``."""
+    register_skipped_frames: bool = True
+    """Give frames left out of mapping (or not registered by it) a pose by absolute-pose RANSAC."""
+    max_sfm_tracks: int = 800
+    """Tracks handed to the mapper (spread over the image, longest first); all tracks are triangulated."""
+    margin: float = 4.0
+    """Ignore observations closer than this many pixels to the frame border."""
+    min_confidence: float | None = None
+    """Use observations with confidence above this; default: the tracks' ``visible`` flags."""
+    window: int = 5
+    """Match each frame with the next ``window`` frames (plus long-range pairs at 2w, 4w, ...)."""
+    epipolar_threshold: float = 2.0
+    """Sampson distance (px) above which a track is an epipolar outlier in a frame pair."""
+    moving_outlier_ratio: float = 0.5
+    """Drop a track as moving when it is an outlier in more than this share of its pairs."""
+    max_reprojection_error: float = 3.0
+    """Triangulated points: observations reprojecting further than this (px) are dropped."""
+    min_triangulation_angle: float = 1.5
+    """Triangulated points: smallest angle (degrees) between the rays of a point."""
+    min_views: int = 2
+    """Triangulated points: fewest frames that must see a point."""
+    outlier_neighbors: int = 20
+    """Statistical outlier removal: neighbours considered (0 disables)."""
+    outlier_std_ratio: float = 2.0
+    """Statistical outlier removal: keep points within this many standard deviations."""
+    voxel_size: float | None = None
+    """Voxel thinning edge in scene units; default: 0.2% of the cloud's extent; 0 disables."""
+    num_threads: int = -1
+    """Threads for COLMAP (-1: all cores)."""
+    seed: int = 0
+    """Random seed for RANSAC and the mapper."""
+
+
+@dataclass
+class ReconstructReport:
+    """What happened, for ``report.json`` and logs."""
+
+    frames: int = 0
+    frames_mapped: int = 0
+    """Frames handed to the mapper."""
+    frames_registered: int = 0
+    """Frames with a pose in the end (mapper + absolute pose)."""
+    frames_registered_by_mapper: int = 0
+    unregistered_frames: list[int] = field(default_factory=list)
+    tracks: int = 0
+    tracks_moving: int = 0
+    """Tracks rejected as moving (epipolar outliers)."""
+    sfm_tracks: int = 0
+    sfm_points: int = 0
+    sfm_models: int = 0
+    sfm_mean_reprojection_error: float = float("nan")
+    points_triangulated: int = 0
+    points: int = 0
+    """Points in the scene after clean-up."""
+    mean_reprojection_error: float = float("nan")
+    """Mean over the scene's points of their mean reprojection error (px)."""
+    focal: float = float("nan")
+    runtime_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ReconstructResult:
+    scene: Scene
+    report: ReconstructReport
+
+
+def _select_frames(T: int, stride: int, max_frames: int) -> np.ndarray:
+    frames = np.arange(0, T, max(1, int(stride)))
+    if max_frames and len(frames) > max_frames:
+        pick = np.unique(np.round(np.linspace(0, len(frames) - 1, int(max_frames))).astype(np.int64))
+        frames = frames[pick]
+    return frames
+
+
+def _select_sfm_tracks(xy: np.ndarray, usable: np.ndarray, static: np.ndarray, frame_size: tuple[int, int],
+                       max_tracks: int, seed: int, cells: int = 12) -> np.ndarray:
+    """Long static tracks spread over the image: round-robin over grid cells of the mean position."""
+    n_obs = usable.sum(0)
+    cand = np.flatnonzero(static & (n_obs >= 2))
+    if len(cand) <= max_tracks:
+        return cand
+    h, w = frame_size
+    with np.errstate(invalid="ignore"):
+        mean_xy = np.nansum(np.where(usable[..., None], xy, 0), axis=0) / np.maximum(n_obs, 1)[:, None]
+    cell = (np.clip(mean_xy[cand, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
+            + np.clip(mean_xy[cand, 0] / w * cells, 0, cells - 1).astype(np.int64))
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.random(len(cand))
+    order = np.lexsort((tiebreak, -n_obs[cand], cell))
+    sorted_cells = cell[order]
+    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.arange(len(order)) - start  # rank of the track inside its cell
+    pick = order[np.lexsort((-n_obs[cand][order], rank))[:max_tracks]]
+    return np.sort(cand[pick])
+
+
+def _register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts: np.ndarray,
+                     track_ids: np.ndarray, camera, min_inliers: int = 20, max_error: float = 4.0
+                     ) -> dict[int, np.ndarray]:
+    import pycolmap
+
+    out: dict[int, np.ndarray] = {}
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error = float(max_error)
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = False
+    ref.refine_extra_params = False
+    for t in frames:
+        sel = usable[t, track_ids]
+        if sel.sum() < min_inliers:
+            continue
+        res = pycolmap.estimate_and_refine_absolute_pose(
+            xy[t, track_ids[sel]].astype(np.float64), pts[sel], camera, est, ref)
+        if res is None or int(res["num_inliers"]) < max(min_inliers, 0.5 * sel.sum()):
+            continue
+        m = np.eye(4)
+        m[:3, :4] = res["cam_from_world"].matrix()
+        out[int(t)] = np.linalg.inv(m)
+    return out
+
+
+def _colors(tracks: Tracks, clip: Clip | None, ids: np.ndarray) -> np.ndarray:
+    if clip is None or len(ids) == 0:
+        return np.full((len(ids), 3), 128, dtype=np.uint8)
+    q = tracks.queries[ids]
+    t = np.clip(np.rint(q[:, 0]).astype(np.int64), 0, clip.num_frames - 1)
+    sx = clip.width / tracks.frame_size[1]
+    sy = clip.height / tracks.frame_size[0]
+    x = np.clip(np.rint(q[:, 1] * sx), 0, clip.width - 1).astype(np.int64)
+    y = np.clip(np.rint(q[:, 2] * sy), 0, clip.height - 1).astype(np.int64)
+    return clip.frames[t, y, x]
+
+
+def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None,
+                         *, exclude_mask: np.ndarray | None = None,
+                         progress: Callable[[str], None] | None = None) -> ReconstructResult:
+    """Like :func:`reconstruct`, also returning a :class:`ReconstructReport`."""
+    cfg = config or ReconstructConfig()
+    T, N = tracks.num_frames, tracks.num_points
+    if clip is not None and clip.num_frames != T:
+        raise UserError(f"The clip has {clip.num_frames} frames but the tracks have {T}. "
+                        "Pass the clip the tracks were computed on.")
+    if T < 2 or N < 8:
+        raise UserError(f"Reconstruction needs at least 2 frames and 8 tracks, got {T} frames and "
+                        f"{N} tracks. Track a longer video or use a denser grid (--grid-size).")
+    rep = ReconstructReport(frames=T, tracks=N)
+    times: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        times[name] = time.perf_counter()
+        if progress is not None:
+            progress(name)
+
+    stage("correspondences")
+    usable_all = usable_observations(tracks, margin=cfg.margin, min_confidence=cfg.min_confidence,
+                                     exclude_mask=exclude_mask)
+    frames = _select_frames(T, cfg.stride, cfg.max_frames)
+    rep.frames_mapped = len(frames)
+    xy_f = tracks.xy[frames].astype(np.float64)
+    usable_f = usable_all[frames]
+    pairs = frame_pairs(len(frames), cfg.window)
+    sub = Tracks(xy_f, usable_f, tracks.confidence[frames], tracks.queries, tracks.frame_size)
+    static, geoms = moving_track_filter(sub, usable_f, pairs, threshold=cfg.epipolar_threshold,
+                                        max_outlier_ratio=cfg.moving_outlier_ratio, seed=cfg.seed)
+    rep.tracks_moving = int((~static).sum())
+    sfm_ids = _select_sfm_tracks(xy_f, usable_f, static, tracks.frame_size, cfg.max_sfm_tracks, cfg.seed)
+    rep.sfm_tracks = len(sfm_ids)
+    sfm_mask = np.zeros(N, dtype=bool)
+    sfm_mask[sfm_ids] = True
+
+    stage("mapping")
+    m = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
+                    mapper=cfg.mapper, camera_model=cfg.camera_model, focal=cfg.focal,
+                    refine_focal=cfg.refine_focal, num_threads=cfg.num_threads, seed=cfg.seed)
+    rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
+    rep.sfm_mean_reprojection_error = m.mean_reprojection_error
+    rep.frames_registered_by_mapper = int(m.registered.sum())
+    K, dist, cam = camera_to_scene(m.camera)
+    rep.focal = float(K[0, 0])
+    wfc = np.full((T, 4, 4), np.nan)
+    registered = np.zeros(T, dtype=bool)
+    wfc[frames[m.registered]] = m.world_from_cam[m.registered]
+    registered[frames[m.registered]] = True
+    if registered.sum() < 2:
+        log.warning("the mapper registered %d frames; no 3D points", int(registered.sum()))
+
+    stage("triangulation")
+    usable_static = usable_all & static[None]
+    cams = [cam]
+    cidx = np.zeros(T, dtype=np.int64)
+    tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
+                             max_error=cfg.max_reprojection_error,
+                             min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+    if cfg.register_skipped_frames and len(tri.points) >= 20:
+        todo = np.flatnonzero(~registered)
+        poses = _register_by_pnp(todo, tracks.xy, usable_static, tri.points, tri.track_ids, cam,
+                                 max_error=cfg.max_reprojection_error)
+        for t, pose in poses.items():
+            wfc[t], registered[t] = pose, True
+        if poses:  # the new frames add views (and angle) to the points
+            tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams,
+                                     cidx, max_error=cfg.max_reprojection_error,
+                                     min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+    rep.points_triangulated = len(tri.points)
+
+    stage("cleanup")
+    keep = np.arange(len(tri.points))
+    if cfg.outlier_neighbors > 0:
+        keep = cleanup.statistical_outliers(tri.points, cfg.outlier_neighbors, cfg.outlier_std_ratio)
+    vs = cleanup.auto_voxel_size(tri.points[keep]) if cfg.voxel_size is None else cfg.voxel_size
+    keep = keep[cleanup.voxel_thin(tri.points[keep], vs, tri.errors[keep])]
+    pts, ids, errs = tri.points[keep], tri.track_ids[keep], tri.errors[keep]
+    times["end"] = time.perf_counter()
+
+    scene = Scene(intrinsics=K[None], image_size=tracks.frame_size, camera_index=np.zeros(T, np.int64),
+                  world_from_cam=wfc, registered=registered, points=pts, colors=_colors(tracks, clip, ids),
+                  track_ids=ids, distortion=dist, frame_indices=np.arange(T, dtype=np.int64),
+                  point_errors=errs)
+    rep.frames_registered = scene.num_registered
+    rep.unregistered_frames = np.flatnonzero(~registered).tolist()
+    rep.points = len(pts)
+    rep.mean_reprojection_error = float(errs.mean()) if len(errs) else float("nan")
+    names = list(times)
+    rep.runtime_s = {a: round(times[b] - times[a], 3) for a, b in zip(names[:-1], names[1:])}
+    log.info("registered %d/%d frames, %d points, mean reprojection error %.2f px",
+             rep.frames_registered, T, rep.points, rep.mean_reprojection_error)
+    return ReconstructResult(scene, rep)
+
+
+def reconstruct(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None, *,
+                exclude_mask: np.ndarray | None = None,
+                progress: Callable[[str], None] | None = None) -> Scene:
+    """Estimate cameras and coloured 3D points from point tracks.
+
+    ``tracks`` in pixels of the clip (x right, y down); ``clip`` gives the point colours
+    (at each track's query frame; ``None``: grey). ``exclude_mask`` ((H, W) or (T, H, W)
+    bool, True = ignore) removes regions such as moving people before anything else.
+    ``progress(stage)`` is called as each stage starts. Frames that get no pose are in
+    the scene with ``registered`` False and NaN poses.
+    """
+    return reconstruct_detailed(tracks, clip, config, exclude_mask=exclude_mask, progress=progress).scene
