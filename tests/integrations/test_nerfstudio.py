@@ -113,7 +113,8 @@ def test_transforms_json(dataset):
     tf = json.loads((out / "transforms.json").read_text())
     assert (tf["w"], tf["h"]) == (W, H)
     assert tf["camera_model"] == "OPENCV"
-    assert (tf["fl_x"], tf["fl_y"], tf["cx"], tf["cy"]) == (140.0, 150.0, 79.5, 59.5)
+    # nerfstudio, like COLMAP, puts pixel centres at +0.5; the Scene at integers.
+    assert (tf["fl_x"], tf["fl_y"], tf["cx"], tf["cy"]) == (140.0, 150.0, 80.0, 60.0)
     assert tf["k1"] == pytest.approx(0.01) and tf["k2"] == pytest.approx(-0.002)
     assert tf["ply_file_path"] == "sparse_pc.ply"
     frames = sorted(tf["frames"], key=lambda f: f["file_path"])
@@ -141,7 +142,7 @@ def test_nerfstudio_dataparser_loads_it(dataset):
     assert len(val.image_filenames) == 3  # registered frames 0, 4, 7 (every 3rd of 9)
     cams = train.cameras
     assert cams.fx[0].item() == pytest.approx(140.0) and cams.fy[0].item() == pytest.approx(150.0)
-    assert cams.cx[0].item() == pytest.approx(79.5) and cams.cy[0].item() == pytest.approx(59.5)
+    assert cams.cx[0].item() == pytest.approx(80.0) and cams.cy[0].item() == pytest.approx(60.0)
     assert int(cams.width[0]) == W and int(cams.height[0]) == H
     assert cams.distortion_params[0, 0].item() == pytest.approx(0.01)
     reg = [i for i in range(T) if i != UNREGISTERED]
