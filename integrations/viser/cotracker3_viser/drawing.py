@@ -43,30 +43,45 @@ def _disc_offsets(radius: int, hollow: bool) -> np.ndarray:
 
 
 def stamp(img: np.ndarray, centers: np.ndarray, colors: np.ndarray, offsets: np.ndarray) -> None:
-    """Write ``colors`` (M, 3) at ``centers`` (M, 2) x, y plus each of ``offsets`` (K, 2), in place."""
+    """Write ``colors`` (M, 3) at ``centers`` (M, 2) x, y plus each of ``offsets`` (K, 2), in place.
+
+    Pixels are addressed by flat index (one add per pixel); only stamps that touch the
+    border take the slower bounds-checked path.
+    """
     if len(centers) == 0:
         return
     h, w = img.shape[:2]
-    c = np.round(centers).astype(np.int64)
-    xs = (c[:, None, 0] + offsets[None, :, 0]).ravel()
-    ys = (c[:, None, 1] + offsets[None, :, 1]).ravel()
-    cols = np.repeat(colors, len(offsets), axis=0)
-    ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-    img[ys[ok], xs[ok]] = cols[ok]
+    flat = img.reshape(-1, 3)
+    c = np.round(centers).astype(np.int32)
+    r = int(np.abs(offsets).max()) if len(offsets) else 0
+    inner = (c[:, 0] >= r) & (c[:, 0] < w - r) & (c[:, 1] >= r) & (c[:, 1] < h - r)
+    lin_off = (offsets[:, 1] * w + offsets[:, 0]).astype(np.int32)
+    ci = c[inner]
+    if len(ci):
+        flat[(ci[:, 1] * w + ci[:, 0])[:, None] + lin_off[None]] = colors[inner][:, None, :]
+    if not inner.all():
+        ce, col = c[~inner], colors[~inner]
+        xs = ce[:, None, 0] + offsets[None, :, 0]
+        ys = ce[:, None, 1] + offsets[None, :, 1]
+        ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        rows = np.broadcast_to(np.arange(len(ce))[:, None], xs.shape)
+        flat[ys[ok] * w + xs[ok]] = col[rows[ok]]
 
 
-def stamp_segments(img: np.ndarray, p0: np.ndarray, p1: np.ndarray, colors: np.ndarray,
-                   thick: bool = False) -> None:
-    """Draw M line segments ``p0`` -> ``p1`` (M, 2) in ``colors`` (M, 3), in place, all at once."""
+def stamp_segments(img: np.ndarray, p0: np.ndarray, p1: np.ndarray, colors: np.ndarray) -> None:
+    """Draw M one-pixel line segments ``p0`` -> ``p1`` (M, 2) in ``colors`` (M, 3), in place, all at once."""
     if len(p0) == 0:
         return
-    steps = np.ceil(np.abs(p1 - p0).max(1)).clip(1, 256).astype(np.int64) + 1
-    seg = np.repeat(np.arange(len(p0)), steps)
+    h, w = img.shape[:2]
+    steps = np.ceil(np.abs(p1 - p0).max(1)).clip(1, 256).astype(np.int32) + 1
+    seg = np.repeat(np.arange(len(p0), dtype=np.int32), steps)
     start = np.cumsum(steps) - steps
-    frac = (np.arange(len(seg)) - start[seg]) / np.maximum(steps[seg] - 1, 1)
-    pts = p0[seg] + (p1[seg] - p0[seg]) * frac[:, None]
-    offsets = np.array([[0, 0], [1, 0], [0, 1]]) if thick else np.zeros((1, 2), np.int64)
-    stamp(img, pts, colors[seg], offsets)
+    frac = ((np.arange(len(seg), dtype=np.int32) - start[seg]) / np.maximum(steps[seg] - 1, 1)).astype(np.float32)
+    d = (p1 - p0).astype(np.float32)
+    x = np.rint(p0[seg, 0] + d[seg, 0] * frac).astype(np.int32)
+    y = np.rint(p0[seg, 1] + d[seg, 1] * frac).astype(np.int32)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    img.reshape(-1, 3)[y[ok] * w + x[ok]] = colors[seg[ok]]
 
 
 class OverlayDrawer:
@@ -75,13 +90,20 @@ class OverlayDrawer:
     def __init__(self, tracks: Tracks) -> None:
         self.tracks = tracks
         self.colors = track_colors(tracks)
+        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     def scaled_xy(self, frames: slice | np.ndarray | int, size: tuple[int, int]) -> np.ndarray:
         """Track positions of ``frames`` in pixels of an image of ``size`` (H, W)."""
-        th, tw = self.tracks.frame_size
-        h, w = size
-        scale = np.array([(w - 1) / max(tw - 1, 1), (h - 1) / max(th - 1, 1)], dtype=np.float32)
-        return self.tracks.xy[frames] * scale
+        size = (int(size[0]), int(size[1]))
+        if self._cache is None or self._cache[0] != size:
+            # The display size rarely changes: scale all frames once instead of on every redraw.
+            th, tw = self.tracks.frame_size
+            h, w = size
+            scale = np.array([(w - 1) / max(tw - 1, 1), (h - 1) / max(th - 1, 1)], dtype=np.float32)
+            xy = self.tracks.xy * scale
+            xy[~np.isfinite(xy).all(-1)] = np.nan
+            self._cache = (size, xy)
+        return self._cache[1][frames]
 
     def draw(self, image: np.ndarray, t: int, *, visible: np.ndarray, shown: np.ndarray,
              trail: int = 0, radius: int | None = None, selected: int = -1) -> np.ndarray:
@@ -95,11 +117,12 @@ class OverlayDrawer:
         h, w = out.shape[:2]
         r = max(2, round(max(h, w) / 200)) if radius is None else radius
         idx = np.flatnonzero(shown)
+        pick = slice(None) if len(idx) == len(shown) else idx  # a slice avoids copies
         lo = max(0, t - trail)
-        xy = self.scaled_xy(slice(lo, t + 1), (h, w))[:, idx]  # (L, M, 2)
-        vis = visible[lo:t + 1][:, idx]
-        cols = self.colors[idx].astype(np.float32)
-        finite = np.isfinite(xy).all(-1)
+        xy = self.scaled_xy(slice(lo, t + 1), (h, w))[:, pick]  # (L, M, 2)
+        vis = visible[lo:t + 1][:, pick]
+        cols = self.colors[pick].astype(np.float32)
+        finite = ~np.isnan(xy[..., 0])
         for k in range(xy.shape[0] - 1):  # one vectorised call per trail step, oldest first
             ok = finite[k] & finite[k + 1] & (vis[k] | vis[k + 1])
             fade = 0.35 + 0.65 * (k + 1) / max(xy.shape[0] - 1, 1)
