@@ -78,7 +78,9 @@ class CoTrackerConfig:
             raise ValueError("encoder_dims must list the channels of 4 stages")
         h, w = self.model_resolution
         if h % self.stride or w % self.stride:
-            raise ValueError(f"model_resolution {self.model_resolution} must be divisible by stride {self.stride}")
+            raise ValueError(
+                f"model_resolution {self.model_resolution} must be divisible by stride {self.stride}"
+            )
 
     # -- presets -------------------------------------------------------------------------
 

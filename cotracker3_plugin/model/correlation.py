@@ -50,7 +50,9 @@ def sample_video_patches(
     return out.permute(0, 2, 3, 1, 4).reshape(b, k * k, n, c)
 
 
-def sample_frame_patches(fmap: torch.Tensor, centers: torch.Tensor, radius: int, fast: bool = False) -> torch.Tensor:
+def sample_frame_patches(
+    fmap: torch.Tensor, centers: torch.Tensor, radius: int, fast: bool = False
+) -> torch.Tensor:
     """Bilinear patches around per-frame centres.
 
     fmap (B*T, C, H, W); centers (B*T, N, 2) as (x, y) in pixels of ``fmap``.

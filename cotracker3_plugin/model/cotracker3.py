@@ -131,7 +131,9 @@ class CoTrackerThreeBase(nn.Module):
         b, t, c, h, w = video.shape
         frames = video.reshape(b * t, c, h, w)
         if chunk_size is not None and t > chunk_size:
-            fmaps = torch.cat([self.fnet(frames[i : i + b * chunk_size]) for i in range(0, b * t, b * chunk_size)])
+            fmaps = torch.cat(
+                [self.fnet(frames[i : i + b * chunk_size]) for i in range(0, b * t, b * chunk_size)]
+            )
         else:
             fmaps = self.fnet(frames)
         # Normalise along channels in channels-last layout, as the official code does, so the
@@ -175,7 +177,9 @@ class CoTrackerThreeBase(nn.Module):
         flat = coords.reshape(b * s, n, 2)
         embs = []
         for i, (level, qp) in enumerate(zip(pyramid, patches)):
-            tgt = sample_frame_patches(level.reshape(b * s, *level.shape[2:]), flat / 2**i, self.corr_radius, self.fast)
+            tgt = sample_frame_patches(
+                level.reshape(b * s, *level.shape[2:]), flat / 2**i, self.corr_radius, self.fast
+            )
             embs.append(self.corr_mlp(correlation_volume(tgt, qp, b, self.fast)))
         return torch.cat(embs, dim=-1).view(b, s, n, -1)
 
@@ -202,7 +206,9 @@ class CoTrackerThreeBase(nn.Module):
         for _ in range(iters):
             coords = coords.detach()
             corr = self.correlation_embedding(pyramid, coords, patches)
-            tokens = torch.cat([vis[..., None], conf[..., None], corr, motion_encoding(coords, scale)], dim=-1)
+            tokens = torch.cat(
+                [vis[..., None], conf[..., None], corr, motion_encoding(coords, scale)], dim=-1
+            )
             tokens = tokens.permute(0, 2, 1, 3).reshape(b * n, s, -1) + time_emb
             delta = self.updateformer(tokens.view(b, n, s, -1))
             coords = coords + delta[..., :2].permute(0, 2, 1, 3)
@@ -218,7 +224,9 @@ class CoTrackerThreeBase(nn.Module):
         if video.ndim != 5 or video.shape[2] != 3:
             raise ValueError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
         if queries.ndim != 3 or queries.shape[-1] != 3 or queries.shape[0] != video.shape[0]:
-            raise ValueError(f"queries must be (B, N, 3) with the video's batch size, got {tuple(queries.shape)}")
+            raise ValueError(
+                f"queries must be (B, N, 3) with the video's batch size, got {tuple(queries.shape)}"
+            )
         if video.shape[-2] % stride or video.shape[-1] % stride:
             raise ValueError(f"video H and W must be divisible by {stride}, got {tuple(video.shape[-2:])}")
 
