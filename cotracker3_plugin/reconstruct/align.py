@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PoseErrors", "Similarity", "compare_poses", "opengl_to_opencv", "umeyama"]
+__all__ = ["PoseErrors", "Similarity", "align_trajectories", "compare_poses", "opengl_to_opencv", "umeyama"]
 
 
 @dataclass
@@ -96,14 +96,37 @@ class PoseErrors:
         }
 
 
+def align_trajectories(est_world_from_cam: np.ndarray, ref_world_from_cam: np.ndarray,
+                       use_orientation: bool = True) -> Similarity:
+    """Similarity taking estimated poses onto the reference (both (M, 4, 4), M >= 3).
+
+    Centres alone fix the rotation poorly when they lie nearly on a line or an arc (a
+    video's trajectory). With ``use_orientation`` the alignment also fits three points
+    per camera along its axes (as far as the trajectory is long), after a
+    first centres-only fit gave the scale.
+    """
+    est_c, ref_c = est_world_from_cam[:, :3, 3], ref_world_from_cam[:, :3, 3]
+    sim = umeyama(est_c, ref_c)
+    if not use_orientation:
+        return sim
+    d = np.linalg.norm(ref_c[:, None] - ref_c[None], axis=-1).max()
+    length = d if d > 0 else 1.0
+    src, dst = [est_c], [ref_c]
+    for k in range(3):
+        src.append(est_c + est_world_from_cam[:, :3, k] * (length / max(sim.scale, 1e-12)))
+        dst.append(ref_c + ref_world_from_cam[:, :3, k] * length)
+    return umeyama(np.concatenate(src), np.concatenate(dst))
+
+
 def compare_poses(est_world_from_cam: np.ndarray, ref_world_from_cam: np.ndarray,
-                  registered: np.ndarray | None = None, scene_scale: float | None = None) -> PoseErrors:
+                  registered: np.ndarray | None = None, scene_scale: float | None = None,
+                  use_orientation: bool = True) -> PoseErrors:
     """ATE and rotation errors of the registered estimated poses (T, 4, 4) vs the reference.
 
-    Both in OpenCV camera axes, camera-to-world. ``scene_scale`` (reference units)
-    defaults to the largest distance between two reference camera centres (the extent of
-    the trajectory); ``ate_relative = ate / scene_scale``. With fewer than 3 registered
-    frames, errors are NaN.
+    Both in OpenCV camera axes, camera-to-world, aligned by :func:`align_trajectories`.
+    ``scene_scale`` (reference units) defaults to the largest distance between two
+    reference camera centres (the extent of the trajectory); ``ate_relative = ate /
+    scene_scale``. With fewer than 3 registered frames, errors are NaN.
     """
     est = np.asarray(est_world_from_cam, dtype=np.float64)
     ref = np.asarray(ref_world_from_cam, dtype=np.float64)
@@ -118,7 +141,7 @@ def compare_poses(est_world_from_cam: np.ndarray, ref_world_from_cam: np.ndarray
     if n < 3:
         nan = float("nan")
         return PoseErrors(len(est), n, nan, nan, nan, nan, nan, None)
-    sim = umeyama(est[reg, :3, 3], ref_c[reg])
+    sim = align_trajectories(est[reg], ref[reg], use_orientation)
     aligned = sim.apply_pose(est[reg])
     ate = float(np.sqrt(np.mean(np.sum((aligned[:, :3, 3] - ref_c[reg]) ** 2, axis=1))))
     rel = np.swapaxes(aligned[:, :3, :3], -1, -2) @ ref[reg, :3, :3]

@@ -10,6 +10,7 @@ its surface for a few frames still gives a point. Points seen under too small an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,9 @@ def _max_ray_angle_deg(X: np.ndarray, centres: np.ndarray, w: np.ndarray) -> np.
     u = X[None] - centres[:, None]  # (T, M, 3)
     u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
     u = np.where(w[..., None] > 0, u, np.nan)
-    mean = np.nanmean(u, axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: points with no rays
+        mean = np.nanmean(u, axis=0)
     a_idx = np.nanargmin(np.nan_to_num(np.einsum("tmi,mi->tm", u, mean), nan=np.inf), axis=0)
     a = u[a_idx, np.arange(u.shape[1])]
     cos_ab = np.nan_to_num(np.einsum("tmi,mi->tm", u, a), nan=np.inf).min(axis=0)
@@ -85,7 +88,8 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
 
     ``cameras`` are pycolmap cameras (their ``cam_from_img``/``img_from_cam`` handle
     distortion), ``camera_index`` (T,) picks one per frame, ``world_from_cam`` (T, 4, 4)
-    are OpenCV camera-to-world poses.
+    are OpenCV camera-to-world poses. ``rounds`` re-solves drop observations far above
+    the track's median residual, a final one keeps those below ``max_error``.
     """
     T, N = usable.shape
     use = usable & np.asarray(registered, dtype=bool)[:, None]
@@ -106,12 +110,21 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
         dirs = np.einsum("tij,tmj->tmi", R_wc, np.nan_to_num(rays))
         dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
         w = u.astype(np.float64)
-        for _ in range(max(1, rounds)):
+        for r in range(max(1, rounds) + 1):
             X = _solve(centres, dirs, w)
             pc = np.einsum("tij,mj->tmi", cfw[:, :3, :3], X) + cfw[:, None, :3, 3]
             px = _project(cameras, camera_index, pc)
             err = np.linalg.norm(px - xy[:, cols], axis=-1)
-            good = u & np.isfinite(err) & (err < max_error) & (pc[..., 2] > 0)
+            valid = u & np.isfinite(err) & (pc[..., 2] > 0)
+            limit = np.full(len(cols), float(max_error))
+            if r < rounds:
+                # A gross slip in one frame pulls the first solution off for all frames:
+                # first drop only what is far above the track's median residual.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # tracks with no rays left
+                    med = np.nanmedian(np.where(w > 0, err, np.nan), axis=0)
+                limit = np.maximum(limit, 3.0 * np.nan_to_num(med, nan=np.inf))
+            good = valid & (err < limit[None])
             w = good.astype(np.float64)
         nv = good.sum(0)
         err_mean = np.where(good, err, 0).sum(0) / np.maximum(nv, 1)

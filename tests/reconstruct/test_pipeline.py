@@ -1,0 +1,78 @@
+"""End to end on synthetic tracks: known cameras, 1 px noise, 10% moving points."""
+
+import numpy as np
+import pytest
+
+from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.io.clip import Clip
+from cotracker3_plugin.reconstruct import ReconstructConfig, reconstruct, reconstruct_detailed
+from cotracker3_plugin.reconstruct.align import compare_poses
+from cotracker3_plugin.reconstruct.synthetic import make_synthetic_scene
+
+T, N = 24, 300
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    s = make_synthetic_scene(T, N, noise_px=1.0, moving_fraction=0.1, seed=0)
+    # Frames 20-23 see nothing usable: they must come back unregistered.
+    s.tracks.visible[20:] = False
+    frames = np.zeros((T, *s.tracks.frame_size, 3), dtype=np.uint8)
+    frames[..., 0] = 200  # red scene: colours come from the clip
+    result = reconstruct_detailed(s.tracks, Clip(frames), ReconstructConfig(num_threads=2))
+    return s, result
+
+
+def test_poses_within_half_degree_and_one_percent(synthetic):
+    s, res = synthetic
+    e = compare_poses(res.scene.world_from_cam, s.world_from_cam, res.scene.registered)
+    assert e.num_registered == 20
+    assert e.rotation_error_max_deg < 0.5, e
+    assert e.ate_relative < 0.01, e
+    # Focal length found from 1.2 * 640 = 768 px down to the true 600.
+    assert res.scene.intrinsics[0, 0, 0] == pytest.approx(600, rel=0.01)
+
+
+def test_unregistered_frames_reported(synthetic):
+    _, res = synthetic
+    sc = res.scene
+    assert res.report.unregistered_frames == [20, 21, 22, 23]
+    assert not sc.registered[20:].any() and np.isnan(sc.world_from_cam[20:]).all()
+    assert res.report.frames_registered == 20 == sc.num_registered
+
+
+def test_moving_tracks_rejected_and_points_accurate(synthetic):
+    s, res = synthetic
+    sc = res.scene
+    assert res.report.tracks_moving >= 0.9 * s.moving.sum()
+    assert s.moving[sc.track_ids].sum() <= 1
+    assert len(sc.points) > 0.8 * (~s.moving).sum()
+    e = compare_poses(sc.world_from_cam, s.world_from_cam, sc.registered)
+    err = np.linalg.norm(e.similarity.apply(sc.points) - s.points[sc.track_ids], axis=1)
+    # Scene ~4 units across; with 1 px noise focal and k1 trade off against depth a little
+    # (true poses give 0.009 here).
+    assert np.median(err) < 0.05
+    assert np.all(sc.colors == [200, 0, 0])
+    assert sc.point_errors.mean() < 2.0 and res.report.mean_reprojection_error < 2.0
+    assert set(res.report.runtime_s) == {"correspondences", "mapping", "triangulation", "cleanup"}
+
+
+def test_too_few_tracks_is_a_user_error():
+    s = make_synthetic_scene(5, 6)
+    with pytest.raises(UserError, match="at least 2 frames and 8 tracks"):
+        reconstruct(s.tracks)
+    frames = np.zeros((3, *s.tracks.frame_size, 3), dtype=np.uint8)
+    with pytest.raises(UserError, match="clip has 3 frames"):
+        reconstruct(make_synthetic_scene(5, 20).tracks, Clip(frames))
+
+
+@pytest.mark.slow
+def test_global_mapper_and_subsampling():
+    s = make_synthetic_scene(40, 300, noise_px=1.0, seed=2)
+    cfg = ReconstructConfig(mapper="global", max_frames=14, num_threads=2)
+    res = reconstruct_detailed(s.tracks, None, cfg)
+    assert res.report.frames_mapped == 14
+    e = compare_poses(res.scene.world_from_cam, s.world_from_cam, res.scene.registered)
+    assert e.num_registered == 40  # the skipped frames get poses from the points
+    assert e.rotation_error_max_deg < 0.5 and e.ate_relative < 0.01
+    assert np.all(res.scene.colors == 128)
