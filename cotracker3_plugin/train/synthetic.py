@@ -46,7 +46,9 @@ class SyntheticConfig:
     """How synthetic clips look."""
 
     num_frames: int = 24
-    """Frames per clip."""
+    """Frames per clip (the maximum when min_frames is set)."""
+    min_frames: int = 0
+    """If > 0, every clip draws its length uniformly from [min_frames, num_frames)."""
     height: int = 96
     """Frame height in pixels (the model needs a multiple of 4; 96 is the smallest sensible)."""
     width: int = 128
@@ -352,9 +354,10 @@ class SyntheticGenerator:
         return np.array([[rng.normal(0, a / 2), rng.normal(0, a), rng.uniform(0, a / 2)],
                          [rng.normal(0, 10 * a), rng.normal(0, 20 * a), rng.uniform(0, 2 * np.pi)]])
 
-    def make_scene(self, rng: np.random.Generator) -> SyntheticScene:
+    def make_scene(self, rng: np.random.Generator, num_frames: int | None = None) -> SyntheticScene:
         """Draw textures, shapes, depth order, motions and lighting of one clip."""
         c = self.cfg
+        num_frames = num_frames or c.num_frames
         H, W = c.height, c.width
         layers = []
         # background: larger than the frame so that its gentle motion keeps the frame covered
@@ -395,7 +398,7 @@ class SyntheticGenerator:
             )
             layers.append(Layer(self._texture(rng, oh, ow), shape_mask(rng, oh, ow), motion, self._light(rng)))
         shutter = rng.uniform(0.3, 1.0) if rng.random() < c.motion_blur_prob else 0.0
-        return SyntheticScene(layers, c.num_frames, H, W, blur_shutter=shutter, blur_samples=c.blur_samples)
+        return SyntheticScene(layers, num_frames, H, W, blur_shutter=shutter, blur_samples=c.blur_samples)
 
     def candidate_points(self, scene: SyntheticScene, rng: np.random.Generator, count: int
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -427,10 +430,12 @@ class SyntheticGenerator:
     def sample(self, index: int, rng: np.random.Generator) -> TrackingSample | None:
         """A clip with ``num_tracks`` tracks visible at the first, middle or last frame; None if too few."""
         c = self.cfg
-        scene = self.make_scene(rng)
+        T = c.num_frames
+        if 0 < c.min_frames < c.num_frames:
+            T = int(rng.integers(c.min_frames, c.num_frames))
+        scene = self.make_scene(rng, T)
         ids, uv = self.candidate_points(scene, rng, c.candidates_per_track * c.num_tracks)
         traj, vis = project_points(scene, ids, uv)
-        T = c.num_frames
         frames_to_check = [0, T // 2] + ([T - 1] if c.include_last_frame else [])
         cand = np.unique(np.concatenate([np.flatnonzero(vis[t]) for t in frames_to_check]))
         if len(cand) < c.num_tracks:
