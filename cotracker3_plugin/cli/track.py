@@ -216,7 +216,13 @@ def _model_label(cfg: Config, model) -> str:
 
 def run(cfg: Config) -> int:
     from cotracker3_plugin.io.overlay import render_overlay, write_video
-    from cotracker3_plugin.io.video import iter_frames, probe_video, read_video
+    from cotracker3_plugin.io.video import (
+        check_memory,
+        clip_from_frames,
+        iter_frames,
+        probe_video,
+        read_video,
+    )
 
     online = _mode(cfg)
     if cfg.mask is not None and cfg.queries is not None:
@@ -244,16 +250,14 @@ def run(cfg: Config) -> int:
                     clip = read_video(cfg.video, **opts)
                     advance(len(clip))
                 else:
-                    from cotracker3_plugin.io.video import check_memory
-
                     check_memory(info, **opts)
-                    indices, frames = [], []
-                    for i, f in iter_frames(cfg.video, **opts):
-                        indices.append(i)
-                        frames.append(f)
-                        advance(1)
-                    clip = Clip(np.stack(frames), fps=info.fps / cfg.stride, source=Path(cfg.video),
-                                frame_indices=np.asarray(indices, dtype=np.int64))
+
+                    def counted():
+                        for pair in iter_frames(cfg.video, **opts):
+                            advance(1)
+                            yield pair
+
+                    clip = clip_from_frames(counted(), Path(cfg.video), info.fps / cfg.stride)
         log.info("Decoded %d frames of %s at %dx%d (source %dx%d, %.3g fps).", len(clip), cfg.video,
                  clip.width, clip.height, info.width, info.height, info.fps)
 

@@ -8,6 +8,8 @@ from cotracker3_plugin.io.clip import Clip
 from cotracker3_plugin.io.overlay import draw_tracks, query_colors, render_overlay, write_overlay, write_video
 from cotracker3_plugin.io.video import (
     VideoInfo,
+    check_memory,
+    clip_from_frames,
     estimate_memory,
     iter_frames,
     iter_images,
@@ -22,6 +24,8 @@ from cotracker3_plugin.io.video import (
 __all__ = [
     "Clip",
     "VideoInfo",
+    "check_memory",
+    "clip_from_frames",
     "draw_tracks",
     "estimate_memory",
     "iter_frames",

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,16 +423,26 @@ def iter_images(folder: PathLike, *, stride: int = 1, max_frames: int | None = N
         yield index, _resize(img, max_side)
 
 
-def _collect(pairs: Iterator[tuple[int, np.ndarray]], path: Path, fps: float, stride: int) -> Clip:
+def clip_from_frames(pairs: Iterable[tuple[int, np.ndarray]], source: Path | None, fps: float) -> Clip:
+    """A :class:`Clip` from ``(index, frame)`` pairs (e.g. :func:`iter_frames`), at ``fps``.
+
+    Frames are moved one at a time into the output array and released, so the peak memory
+    is about one clip, not two.
+    """
     indices: list[int] = []
-    frames: list[np.ndarray] = []
+    frames: list[np.ndarray | None] = []
     for index, frame in pairs:
         indices.append(index)
         frames.append(frame)
-    if not frames:  # pragma: no cover - the iterators raise first
-        raise VideoError(f"No frames were read from {path}.")
-    return Clip(frames=np.stack(frames), fps=fps / stride, source=path,
-                frame_indices=np.asarray(indices, dtype=np.int64))
+    if not frames:
+        raise VideoError(f"No frames were read from {source}. Check the file and the frame options.")
+    first = frames[0]
+    assert first is not None
+    out = np.empty((len(frames),) + first.shape, dtype=np.uint8)  # pages are committed on write
+    for i in range(len(frames)):
+        out[i] = frames[i]
+        frames[i] = None
+    return Clip(frames=out, fps=fps, source=source, frame_indices=np.asarray(indices, dtype=np.int64))
 
 
 def read_video(path: PathLike, *, stride: int = 1, max_frames: int | None = None,
@@ -451,8 +461,8 @@ def read_video(path: PathLike, *, stride: int = 1, max_frames: int | None = None
     info = probe_video(path)
     check_memory(info, memory_limit, stride=stride, max_frames=max_frames, start_time=start_time,
                  end_time=end_time, max_side=max_side)
-    return _collect(iter_frames(path, stride=stride, max_frames=max_frames, start_time=start_time,
-                                end_time=end_time, max_side=max_side), path, info.fps, stride)
+    return clip_from_frames(iter_frames(path, stride=stride, max_frames=max_frames, start_time=start_time,
+                                        end_time=end_time, max_side=max_side), path, info.fps / stride)
 
 
 def read_images(folder: PathLike, *, stride: int = 1, max_frames: int | None = None,
@@ -466,8 +476,8 @@ def read_images(folder: PathLike, *, stride: int = 1, max_frames: int | None = N
     info = VideoInfo(**{**info.__dict__, "fps": fps, "duration": info.num_frames / fps})
     check_memory(info, memory_limit, stride=stride, max_frames=max_frames, start_time=start_time,
                  end_time=end_time, max_side=max_side)
-    return _collect(iter_images(folder, stride=stride, max_frames=max_frames, start_time=start_time,
-                                end_time=end_time, max_side=max_side, fps=fps), folder, fps, stride)
+    return clip_from_frames(iter_images(folder, stride=stride, max_frames=max_frames, start_time=start_time,
+                                        end_time=end_time, max_side=max_side, fps=fps), folder, fps / stride)
 
 
 def load_clip(path: PathLike, **opts) -> Clip:
