@@ -61,10 +61,12 @@ class ModelTracker:
         grid_size: support grid side for the joint protocol (official: 5; 0 for none).
         iters: refinement iterations (official: 6).
         vis_threshold: visible where σ(vis)·σ(conf) exceeds it (official: 0.6).
+        resolution: (H, W) the video is resized to; default ``model.model_resolution``
+            (384×512). Smaller values (multiples of 4) are for quick tests only.
     """
 
     def __init__(self, model, protocol: str | None = None, grid_size: int = 5, iters: int = 6,
-                 vis_threshold: float = VIS_THRESHOLD) -> None:
+                 vis_threshold: float = VIS_THRESHOLD, resolution: tuple[int, int] | None = None) -> None:
         self.model = model
         self.protocol = protocol or ("online" if is_online_model(model) else "joint")
         if self.protocol not in ("joint", "online"):
@@ -72,8 +74,11 @@ class ModelTracker:
         self.grid_size = grid_size
         self.iters = iters
         self.vis_threshold = vis_threshold
+        self.resolution = resolution
 
     def _resolution(self) -> tuple[int, int]:
+        if self.resolution is not None:
+            return tuple(self.resolution)
         return tuple(getattr(self.model, "model_resolution", (384, 512)))
 
     def __call__(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
