@@ -237,6 +237,11 @@ def run(cfg: Config) -> int:
     t_start = time.perf_counter()
 
     with atomic_dir(out_dir, overwrite=cfg.overwrite) as tmp:
+        # the model first: a wrong --model or --device fails before a long decode
+        with sw("load_model"):
+            device = resolve_device(cfg.device)
+            model = load_model_verbose(cfg.model, online=online, device=device)
+
         with sw("decode"):
             info = probe_video(cfg.video)
             opts = dict(stride=cfg.stride, max_frames=cfg.max_frames, start_time=cfg.start_time,
@@ -266,10 +271,6 @@ def run(cfg: Config) -> int:
             queries = queries_to_clip(queries_src, clip, info.size)
         if cfg.mask is not None:
             mask = read_mask(cfg.mask, clip.frame_size)
-
-        with sw("load_model"):
-            device = resolve_device(cfg.device)
-            model = load_model_verbose(cfg.model, online=online, device=device)
 
         from cotracker3_plugin.predict import track
 
