@@ -23,6 +23,7 @@ is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -37,14 +38,7 @@ import numpy as np
 from cotracker3_plugin._atomic import atomic_dir
 from cotracker3_plugin.errors import OutputExistsError, UserError, VideoError
 from cotracker3_plugin.io.clip import Clip
-from cotracker3_plugin.reconstruct import Scene
-
-try:
-    from cotracker3_plugin.reconstruct import ReconstructConfig
-except ImportError:  # TEMPORARY until the reconstruct package exports it
-    @dataclass
-    class ReconstructConfig:  # type: ignore[no-redef]
-        """Placeholder."""
+from cotracker3_plugin.reconstruct import ReconstructConfig, Scene
 from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)
@@ -70,30 +64,23 @@ class ProcessDataConfig:
     """How to turn a video (or image folder) into a nerfstudio dataset."""
 
     num_frames_target: int = 300
-    """Target number of frames taken from a video (every k-th frame, k = frames // target, as
-    ns-process-data does). All of them are tracked; the registered ones are in transforms.json."""
+    """Target number of frames taken from a video (every k-th frame, k = frames // target, as ns-process-data does). All of them are tracked; the registered ones are in transforms.json."""
     num_downscales: int = 3
     """Number of times to downscale the images by 2 (3 writes images_2, images_4 and images_8)."""
     tracker: Literal["cotracker3", "cotracker3-online", "klt"] = "cotracker3"
-    """Point tracker that replaces ns-process-data's feature matching: CoTracker3 offline (whole
-    clip at once), online (sliding windows, less memory) or OpenCV pyramidal KLT (no network)."""
+    """Point tracker that replaces ns-process-data's feature matching: CoTracker3 offline (whole clip at once), online (sliding windows, less memory) or OpenCV pyramidal KLT (no network)."""
     model: str | None = None
-    """CoTracker3 checkpoint: a name ("cotracker3_offline", "cotracker3_online"), a file path, or
-    None for the bundled default."""
+    """CoTracker3 checkpoint: a name ("cotracker3_offline", "cotracker3_online"), a file path, or None for the bundled default."""
     max_side: int | None = None
-    """Resize frames so that their longer side is at most this many pixels (None: full size). The
-    images written, the tracks and the intrinsics are all at this size."""
+    """Resize frames so that their longer side is at most this many pixels (None: full size). The images written, the tracks and the intrinsics are all at this size."""
     grid_size: int = 30
     """Query points per query frame: a grid_size x grid_size grid."""
     num_query_frames: int = 4
-    """Number of frames, spread over the clip, that get a query grid (tracked forward and backward),
-    so that scene content entering late is tracked too."""
+    """Number of frames, spread over the clip, that get a query grid (tracked forward and backward), so that scene content entering late is tracked too."""
     camera_type: Literal["perspective", "pinhole", "simple_pinhole"] = "perspective"
-    """Camera model: perspective (OpenCV radial-tangential distortion), pinhole (fx, fy, cx, cy) or
-    simple_pinhole (one focal length)."""
+    """Camera model: perspective (OpenCV radial-tangential distortion), pinhole (fx, fy, cx, cy) or simple_pinhole (one focal length)."""
     skip_image_processing: bool = False
-    """Do not write images/ and its downscaled copies. With --overwrite, the image folders of the
-    existing output folder are kept; otherwise copy the frames there yourself."""
+    """Do not write images/ and its downscaled copies. With --overwrite, the image folders of the existing output folder are kept; otherwise copy the frames there yourself."""
     device: str = "auto"
     """Torch device for the tracker: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ..."""
     overwrite: bool = False
@@ -197,10 +184,9 @@ def default_tracker(config: ProcessDataConfig) -> Tracker:
         return klt
 
     def cotracker(clip: Clip) -> Tracks:
-        from cotracker3_plugin.weights import load_model
-
         from cotracker3_plugin.cli._common import resolve_device
         from cotracker3_plugin.predict import track
+        from cotracker3_plugin.weights import load_model
 
         device = resolve_device(config.device)
         model = load_model(config.model, online=config.tracker == "cotracker3-online", device=device)
@@ -303,11 +289,18 @@ def process_data(
     if scene is None:
         from cotracker3_plugin.reconstruct import reconstruct
 
-        scene = reconstruct(tracks, clip, config.reconstruct)
+        rcfg = config.reconstruct
+        if config.camera_type != "perspective":  # estimate the model asked for, not a distorted one
+            rcfg = dataclasses.replace(rcfg, camera_model=CAMERA_TYPES[config.camera_type])
+        scene = reconstruct(tracks, clip, rcfg)
     if scene.num_registered == 0:
         raise UserError(f"No frame of {clip.num_frames} could be registered from {tracks.num_points} tracks. "
                         "Try more query points (--grid-size), another --tracker, or a video with more "
                         "camera motion and texture.")
+    if len(scene.points) == 0:  # nerfstudio's converter needs points (and so does splatfacto)
+        raise UserError(f"{scene.num_registered} frames got a pose but no 3D point survived triangulation. "
+                        "Track more points (--grid-size), loosen --reconstruct.max-reprojection-error, or "
+                        "use a video with more camera motion around a static scene.")
     scene = _scene_with_camera_type(scene, config.camera_type)
     log.info("%d of %d frames registered, %d points", scene.num_registered, scene.num_frames,
              len(scene.points))
