@@ -11,11 +11,18 @@ After a call on frames ``[s, s+16)`` frames before ``s + 8`` are final: later wi
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import torch
 
 from cotracker3_plugin.predict.offline import Raw, call_model
+
+#: The online model's streaming state (CoTrackerThreeOnline); saved and restored per Streamer so
+#: several streams (sessions, track() calls) can share one model instance.
+STATE_ATTRS = ("online_ind", "online_track_support", "online_coords_predicted",
+               "online_vis_predicted", "online_conf_predicted")
+_tokens = itertools.count(1)
 
 
 class Streamer:
@@ -37,7 +44,25 @@ class Streamer:
         self.calls = 0
         self.raw: Raw | None = None
         self.record = record
-        model.init_video_online_processing()
+        self._token = next(_tokens)
+        self._state: dict | None = None
+        self.activate()
+
+    def activate(self) -> None:
+        """Make the model hold this stream's state (restoring it if another stream ran since)."""
+        if getattr(self.model, "_stream_owner", None) == self._token:
+            return
+        if self._state is None:
+            self.model.init_video_online_processing()
+        else:
+            for k, v in self._state.items():
+                setattr(self.model, k, list(v) if isinstance(v, list) else v)
+        self.model._stream_owner = self._token
+
+    def save(self) -> None:
+        state = {k: getattr(self.model, k) for k in STATE_ATTRS if hasattr(self.model, k)}
+        # the model updates its per-level patch list in place: keep our own copy
+        self._state = {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
 
     @property
     def num_final(self) -> int:
@@ -52,9 +77,11 @@ class Streamer:
         # the deque holds frames [num_frames - len, num_frames)
         first = self.num_frames - len(self.frames)
         chunk = torch.cat(list(self.frames)[start - first:end - first], dim=1)
+        self.activate()
         self.raw = call_model(self.model, chunk, self.queries, self.iters, is_online=True)
         if self.record is not None:
             self.record.append(self.raw)
+        self.save()
         self.calls += 1
         self.processed_end = end
 

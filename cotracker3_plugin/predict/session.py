@@ -201,7 +201,9 @@ class OnlineSession:
         if self._support:  # keep user points first, support points last
             raise UserError("add_queries is not supported together with add_support_grid=True.")
         if self._streamer.calls > 0:
+            self._streamer.activate()
             _extend_streaming_state(self.model, len(q_in))
+            self._streamer.save()
         self._streamer.queries = self._model_queries()
         # already-emitted frames have no values for the new points: pad them (not visible)
         for i, part in enumerate(self._out):

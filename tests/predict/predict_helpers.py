@@ -136,3 +136,37 @@ def compare(tracks, fx, name: str, tol: float = 1e-2) -> tuple[float, int]:
     ref_xy, ref_vis = fx[f"{name}_tracks"], fx[f"{name}_vis"]
     assert tracks.xy.shape == ref_xy.shape, (tracks.xy.shape, ref_xy.shape)
     return float(np.abs(tracks.xy - ref_xy).max()), int((tracks.visible != ref_vis).sum())
+
+
+class ConstantVelocityModel(torch.nn.Module):
+    """An oracle 'network': every point moves by ``velocity`` model pixels per frame.
+
+    Offline calls return ``q + v (t - t_q)`` for every frame of the clip; streaming calls
+    (``is_online=True``) return all frames seen so far, like the online model. vis = conf =
+    ``prob``. Records the length of every clip it is given.
+    """
+
+    def __init__(self, velocity=(1.5, -0.5), prob: float = 0.9, online: bool = False,
+                 resolution=(96, 128)):
+        super().__init__()
+        self.v = torch.tensor(velocity, dtype=torch.float32)
+        self.prob = prob
+        self.model_resolution = tuple(resolution)
+        self.window_len = 16 if online else 60
+        self.lengths: list[int] = []
+        if online:
+            self.init_video_online_processing = self._reset
+
+    def _reset(self) -> None:
+        self.online_ind = 0
+
+    def forward(self, video, queries, iters=4, is_train=False, is_online=False):
+        assert tuple(video.shape[-2:]) == self.model_resolution
+        self.lengths.append(video.shape[1])
+        t = video.shape[1] + (self.online_ind if is_online else 0)
+        if is_online:
+            self.online_ind += self.window_len // 2
+        frames = torch.arange(t, dtype=torch.float32)[None, :, None, None]
+        coords = queries[:, None, :, 1:] + self.v * (frames - queries[:, None, :, :1])
+        p = torch.full(coords.shape[:3], self.prob)
+        return coords, p, p.clone(), None
