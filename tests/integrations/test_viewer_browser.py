@@ -20,9 +20,13 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+from cotracker3_viser._compat import VISER_VERSION  # noqa: E402
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),
+    # viser 0.2.x's client fetches Google Tag Manager and cannot export .html (see integrations/viser/README.md).
+    pytest.mark.skipif(VISER_VERSION < (1,), reason="the offline/no-request checks need viser >= 1.0"),
 ]
 
 

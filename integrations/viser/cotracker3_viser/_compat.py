@@ -17,8 +17,21 @@ import viser
 
 log = logging.getLogger(__name__)
 
+def _installed_version() -> str:
+    version = getattr(viser, "__version__", None)  # absent in viser 0.2.x
+    if version is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("viser")
+        except Exception:  # noqa: BLE001 - metadata missing in vendored copies
+            version = "0"
+    return str(version)
+
+
+VERSION_STRING = _installed_version()
 VISER_VERSION: tuple[int, ...] = tuple(
-    int(p) for p in viser.__version__.split("+")[0].split(".")[:3] if p.isdigit()
+    int(p) for p in VERSION_STRING.split("+")[0].split(".")[:3] if p.isdigit()
 )
 
 try:  # the module layout is the same in 0.2.x and 1.x
@@ -55,7 +68,7 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     kept = {k: v for k, v in kwargs.items() if k in names}
     dropped = set(kwargs) - set(kept)
     if dropped:
-        log.debug("viser %s: %s does not take %s", viser.__version__, getattr(fn, "__name__", fn),
+        log.debug("viser %s: %s does not take %s", VERSION_STRING, getattr(fn, "__name__", fn),
                   sorted(dropped))
     return fn(*args, **kept)
 

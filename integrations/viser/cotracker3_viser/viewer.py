@@ -177,6 +177,10 @@ class TrackViewer:
     def _build_gui(self) -> None:
         gui = self.server.gui
         c = self.cfg
+        # The share button would send the scene to viser's public relay: keep the viewer local.
+        # (viser 0.2.7's client crashes on this theme message, so only newer versions get it.)
+        if _compat.VISER_VERSION >= (1,):
+            _compat.call(gui.configure_theme, show_share_button=False)
         self.gui_image = None
         if _compat.HAS_GUI_IMAGE:
             blank = np.zeros((8, 8, 3), np.uint8)
@@ -557,7 +561,7 @@ class TrackViewer:
         """A serializer holding one pass over ``frames`` (scene nodes only, no GUI)."""
         serializer = _compat.scene_serializer(self.server)
         if serializer is None:
-            raise UserError(f"viser {viser.__version__} cannot record scenes. Upgrade viser "
+            raise UserError(f"viser {_compat.VERSION_STRING} cannot record scenes. Upgrade viser "
                             "(pip install -c constraints.txt 'viser>=1.0') or use --render instead.")
         rate = float(fps or self.fps.value or 30.0)
         frames = range(self.num_frames) if frames is None else frames
