@@ -109,7 +109,13 @@ def estimate_pair(xy: np.ndarray, usable: np.ndarray, i: int, j: int, threshold:
     a = xy[i, common].astype(np.float64)
     b = xy[j, common].astype(np.float64)
     cv2.setRNGSeed(seed)
-    F, _ = cv2.findFundamentalMat(a, b, cv2.USAC_MAGSAC, threshold, 0.999, 2000)
+    try:
+        F, _ = cv2.findFundamentalMat(a, b, cv2.USAC_MAGSAC, threshold, 0.999, 2000)
+    except cv2.error:
+        # OpenCV's USAC asserts on some degenerate samples; plain RANSAC does not.
+        F, _ = cv2.findFundamentalMat(a, b, cv2.FM_RANSAC, threshold, 0.999, 2000)
+    if F is not None and F.shape != (3, 3):
+        F = F[:3]  # several solutions (7-point): keep the first
     if F is None or F.shape != (3, 3):
         # Pure rotation or no motion: F is undefined, the pair carries no evidence.
         return PairGeometry(i, j, None, common, np.ones(len(common), dtype=bool))

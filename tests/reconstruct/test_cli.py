@@ -51,3 +51,34 @@ def test_reconstruct_to_new_output_folder(tracks_folder, tmp_path):
 def test_missing_input_is_a_user_error(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "nope.mp4")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_reconstruct_video_tracks_then_maps(tmp_path, monkeypatch, data_dir):
+    """The video path: decode (the fox image folder), track (KLT stands in for the model),
+    reconstruct, write."""
+    import cotracker3_plugin.cli.reconstruct as cli_rec
+    import cotracker3_plugin.predict as predict
+    from cotracker3_plugin.evaluate.klt import klt_track
+    from cotracker3_plugin.tracks import Tracks
+
+    calls = {}
+
+    def fake_track(clip, model, *, queries, backward_tracking, window, progress):
+        calls["queries"] = queries
+        xy, vis = klt_track(clip.frames, queries, sticky_loss=True)
+        return Tracks(xy, vis, vis.astype(np.float32), queries, clip.frame_size)
+
+    monkeypatch.setattr(cli_rec, "load_model_verbose", lambda *a, **k: "klt")
+    monkeypatch.setattr(predict, "track", fake_track)
+    out = tmp_path / "fox"
+    code = main(["reconstruct", str(data_dir / "fox" / "images"), "--output", str(out),
+                 "--max-frames", "10", "--max-side", "320", "--grid-size", "16", "--query-frames", "2",
+                 "--reconstruct.num-threads", "2"])
+    assert code == 0
+    q = calls["queries"]
+    assert q.shape == (2 * 256, 3) and set(q[:, 0].tolist()) == {0.0, 9.0}
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 10 and report["frame_size"] == [320, 180]
+    assert report["frames_registered"] >= 8
+    scene = Scene.load(out / "scene.npz")
+    assert len(scene.points) > 0 and scene.colors.std() > 0  # coloured from the video

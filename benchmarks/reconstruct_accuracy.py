@@ -1,0 +1,231 @@
+"""Camera accuracy of track-based reconstruction vs COLMAP's own SIFT pipeline, on real data.
+
+Datasets (from ../shared/data):
+  fox        50 frames of a phone video with reference poses (COLMAP's, instant-ngp transforms.json)
+  fountain   Strecha fountain-P11: 11 wide-baseline photos with LIDAR-registered cameras
+  bear       DAVIS bear video (every 2nd frame), no poses: share of frames registered only
+  paragliding  co-tracker demo video (every 2nd frame), no poses: share registered only
+
+Methods:
+  tracks:klt     OpenCV pyramidal KLT (Shi-Tomasi corners on 5 query frames, tracked both ways,
+                 forward-backward checked) -> cotracker3_plugin.reconstruct (incremental mapper)
+  tracks:npz     your own tracks (--tracks name=path.npz, e.g. from `cotracker3 track`)
+  colmap:seq     pycolmap SIFT extraction + sequential matching + incremental mapping
+  colmap:exh     pycolmap SIFT extraction + exhaustive matching + incremental mapping
+
+Every method sees the same frames, downsized to --max-side. Pose errors after a Sim(3)
+alignment (reconstruct.align.compare_poses, orientation-aided): ATE in reference units and
+relative to the reference trajectory's extent, rotation error in degrees.
+
+  python benchmarks/reconstruct_accuracy.py                 # all datasets, all methods
+  python benchmarks/reconstruct_accuracy.py --datasets fox --tracks fox=outputs/fox/tracks.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cotracker3_plugin.evaluate.klt import klt_track  # noqa: E402
+from cotracker3_plugin.reconstruct import ReconstructConfig, reconstruct_detailed  # noqa: E402
+from cotracker3_plugin.reconstruct.align import compare_poses, opengl_to_opencv  # noqa: E402
+from cotracker3_plugin.reconstruct.mapping import quiet_colmap  # noqa: E402
+from cotracker3_plugin.tracks import Tracks  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+@dataclass
+class Dataset:
+    name: str
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    ref_world_from_cam: np.ndarray | None  # (T, 4, 4) OpenCV camera-to-world, or None
+    video: bool  # sequential frames (True) or wide-baseline photos
+
+
+def _resize(img: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
+def _read_images(paths: list[Path], max_side: int) -> np.ndarray:
+    return np.stack([_resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), max_side) for p in paths])
+
+
+def load_fox(max_side: int) -> Dataset:
+    meta = json.loads((DATA / "fox" / "transforms.json").read_text())
+    frames = sorted(meta["frames"], key=lambda f: f["file_path"])
+    paths = [DATA / "fox" / f["file_path"] for f in frames]
+    poses = opengl_to_opencv(np.array([f["transform_matrix"] for f in frames], dtype=np.float64))
+    return Dataset("fox", _read_images(paths, max_side), poses, True)
+
+
+def load_strecha(scene: str, max_side: int) -> Dataset:
+    folder = DATA / "poses" / "strecha" / scene
+    with np.load(folder / "gt.npz") as z:
+        names = [str(n) for n in z["image_names"]]
+        poses = z["cam_to_world"].astype(np.float64)
+    return Dataset(scene, _read_images([folder / "images" / n for n in names], max_side), poses, False)
+
+
+def load_video(name: str, stride: int, max_side: int) -> Dataset:
+    from cotracker3_plugin.io.video import read_video
+
+    clip = read_video(DATA / "videos" / name, stride=stride, max_side=max_side)
+    return Dataset(Path(name).stem, clip.frames, None, True)
+
+
+# ----------------------------------------------------------------------------- methods
+def klt_tracks(frames: np.ndarray, query_frames: int = 5, corners: int = 800) -> Tracks:
+    """KLT tracks from Shi-Tomasi corners on evenly spaced frames, tracked both ways."""
+    T = len(frames)
+    qs = []
+    for t in np.unique(np.round(np.linspace(0, T - 1, query_frames)).astype(int)):
+        gray = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
+        pts = cv2.goodFeaturesToTrack(gray, maxCorners=corners, qualityLevel=0.01, minDistance=7)
+        if pts is not None:
+            pts = pts.reshape(-1, 2)
+            qs.append(np.concatenate([np.full((len(pts), 1), t), pts], axis=1))
+    queries = np.concatenate(qs).astype(np.float32)
+    xy, vis = klt_track(frames, queries, sticky_loss=True, fb_threshold=1.0)
+    return Tracks(xy, vis, vis.astype(np.float32), queries, frames.shape[1:3], meta={"model": "klt"})
+
+
+def run_tracks(tracks: Tracks, frames: np.ndarray, mapper: str = "incremental") -> tuple[np.ndarray, dict]:
+    res = reconstruct_detailed(tracks, None, ReconstructConfig(mapper=mapper))
+    rep = res.report
+    return res.scene.world_from_cam, {"points": rep.points, "reproj_px": rep.mean_reprojection_error,
+                                      "moving_tracks": rep.tracks_moving, "tracks": rep.tracks,
+                                      "by_mapper": rep.frames_registered_by_mapper}
+
+
+def run_colmap_sift(frames: np.ndarray, matching: str) -> tuple[np.ndarray, dict]:
+    import pycolmap
+
+    T = len(frames)
+    wfc = np.full((T, 4, 4), np.nan)
+    with tempfile.TemporaryDirectory(prefix="bench-sift-") as d, quiet_colmap():
+        d = Path(d)
+        (d / "images").mkdir()
+        names = [f"{i:05d}.png" for i in range(T)]
+        for n, f in zip(names, frames):
+            cv2.imwrite(str(d / "images" / n), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        db = d / "db.db"
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = "SIMPLE_RADIAL"
+        pycolmap.extract_features(db, d / "images", image_names=names,
+                                  camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                                  device=pycolmap.Device.cpu)
+        if matching == "sequential":
+            pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
+        else:
+            pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
+        opts = pycolmap.IncrementalPipelineOptions()
+        opts.extract_colors = False
+        recs = pycolmap.incremental_mapping(db, d / "images", d / "sparse", opts)
+        if not recs:
+            return wfc, {"points": 0, "reproj_px": float("nan"), "models": 0}
+        best = max(recs.values(), key=lambda r: r.num_reg_images())
+        for iid in best.reg_image_ids():
+            img = best.image(iid)
+            m = np.eye(4)
+            m[:3, :4] = img.cam_from_world().matrix()
+            wfc[names.index(img.name)] = np.linalg.inv(m)
+        return wfc, {"points": best.num_points3D(), "reproj_px": best.compute_mean_reprojection_error(),
+                     "models": len(recs)}
+
+
+# ----------------------------------------------------------------------------- main
+def evaluate(ds: Dataset, method: str, wfc: np.ndarray, info: dict, seconds: float) -> dict:
+    row = {"dataset": ds.name, "method": method, "frames": len(ds.frames),
+           "registered": int(np.isfinite(wfc[:, 0, 0]).sum()), "seconds": round(seconds, 1), **info}
+    if ds.ref_world_from_cam is not None:
+        e = compare_poses(wfc, ds.ref_world_from_cam)
+        row.update({"ate": e.ate, "ate_rel": e.ate_relative, "rot_mean_deg": e.rotation_error_mean_deg,
+                    "rot_max_deg": e.rotation_error_max_deg})
+    return row
+
+
+def fmt(rows: list[dict]) -> str:
+    cols = ["dataset", "method", "registered", "frames", "ate", "ate_rel", "rot_mean_deg", "rot_max_deg",
+            "points", "reproj_px", "seconds"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            if isinstance(v, float):
+                v = "nan" if not np.isfinite(v) else (f"{v:.4f}" if c in ("ate", "ate_rel") else f"{v:.2f}")
+            cells.append(str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["fox", "fountain-P11", "bear", "paragliding"])
+    ap.add_argument("--methods", nargs="+", default=["tracks:klt", "colmap:seq", "colmap:exh"])
+    ap.add_argument("--tracks", nargs="*", default=[], metavar="DATASET=PATH",
+                    help="extra tracks.npz per dataset (tracked on the same frames at --max-side)")
+    ap.add_argument("--max-side", type=int, default=960)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    extra = dict(s.split("=", 1) for s in args.tracks)
+
+    rows = []
+    for name in args.datasets:
+        if name == "fox":
+            ds = load_fox(args.max_side)
+        elif name in ("fountain-P11", "entry-P10", "castle-P30"):
+            ds = load_strecha(name, args.max_side)
+        else:
+            ds = load_video(f"{name}.mp4", stride=2, max_side=args.max_side)
+        methods = list(args.methods) + (["tracks:npz"] if name in extra else [])
+        for method in methods:
+            if method == "colmap:exh" and ds.video and len(ds.frames) > 40 and name != "fox":
+                continue  # sequential matching is the fair baseline for long videos
+            t0 = time.perf_counter()
+            try:
+                if method == "tracks:klt":
+                    tr = klt_tracks(ds.frames)
+                    wfc, info = run_tracks(tr, ds.frames)
+                elif method == "tracks:npz":
+                    tr = Tracks.load(extra[name])
+                    if tr.num_frames != len(ds.frames):
+                        raise ValueError(f"{extra[name]} has {tr.num_frames} frames, dataset {len(ds.frames)}")
+                    wfc, info = run_tracks(tr, ds.frames)
+                elif method == "colmap:seq":
+                    wfc, info = run_colmap_sift(ds.frames, "sequential")
+                elif method == "colmap:exh":
+                    wfc, info = run_colmap_sift(ds.frames, "exhaustive")
+                else:
+                    raise ValueError(f"unknown method {method}")
+            except Exception as e:  # a failed method is a result too
+                logging.exception("%s on %s failed", method, name)
+                wfc, info = np.full((len(ds.frames), 4, 4), np.nan), {"error": str(e)[:80]}
+            rows.append(evaluate(ds, method, wfc, info, time.perf_counter() - t0))
+            print(json.dumps(rows[-1], default=float), flush=True)
+    print()
+    print(fmt(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
