@@ -62,37 +62,75 @@ def list_videos(root: Path) -> list[Path]:
 
 
 @lru_cache(maxsize=16)
-def _decode(path: Path, max_side: int | None) -> np.ndarray:
+def decode_video(path: Path, max_side: int | None) -> np.ndarray:
+    """All frames (T, H, W, 3) uint8 of a video file or image folder (cached: a few videos are reused)."""
     from cotracker3_plugin.io import load_clip
 
     return load_clip(path, max_side=max_side).frames
 
 
-def cut_clip(frames: np.ndarray, cfg: RealVideoConfig, rng: np.random.Generator) -> np.ndarray:
-    """One random clip (L, h, w, 3) uint8 from a decoded video, as the official sampler cuts it."""
+@dataclass
+class ClipPlan:
+    """Which frames of a decoded video make a clip, and how they are zoomed and cropped.
+
+    Enough to cut the same clip again from the same decoded video (pseudo-label cache shards
+    store it instead of the pixels).
+    """
+
+    frame_indices: np.ndarray
+    """(L,) int64 indices into the decoded video (ping-pong, stride and reversal applied)."""
+    scale: float
+    """Zoom applied to every frame before cropping (1.0: none)."""
+    crop: tuple[int, int, int, int]
+    """(y0, x0, h, w) of the crop in the zoomed frame."""
+
+
+def plan_clip(num_frames: int, frame_hw: tuple[int, int], cfg: RealVideoConfig,
+              rng: np.random.Generator) -> ClipPlan:
+    """Draw a clip of a video with ``num_frames`` frames of size ``frame_hw`` (official sampler)."""
+    if num_frames < 1:
+        raise ValueError("a video needs at least one frame")
     length = int(rng.integers(cfg.seq_len // 2, cfg.seq_len)) if cfg.random_seq_len else cfg.seq_len
-    while len(frames) < length:  # ping-pong: append the time-reversed video
-        frames = np.concatenate([frames, frames[::-1][1:]], axis=0)
+    idx = np.arange(num_frames)
+    while len(idx) < length:  # ping-pong: append the time-reversed video
+        back = idx[::-1][1:]
+        idx = np.concatenate([idx, back if len(back) else idx])
     stride = 1
     if cfg.random_frame_rate:
-        m = min(4, len(frames) // length)
+        m = min(4, len(idx) // length)
         stride = int(rng.integers(1, m)) if m > 1 else 1
-    start = int(rng.integers(0, len(frames) - (length - 1) * stride))
-    clip = frames[start:start + (length - 1) * stride + 1:stride]
+    start = int(rng.integers(0, len(idx) - (length - 1) * stride))
+    idx = idx[start:start + (length - 1) * stride + 1:stride]
     if rng.random() < cfg.reverse_prob:
-        clip = clip[::-1]
+        idx = idx[::-1]
     lo, hi = cfg.scale_range
+    scale = 1.0
+    h, w = frame_hw
     if hi > lo or lo != 1.0:
-        s = float(rng.uniform(lo, hi))
+        scale = float(rng.uniform(lo, hi))
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    ch, cw = cfg.crop_size
+    y0 = int(rng.integers(0, h - ch + 1)) if h > ch else 0
+    x0 = int(rng.integers(0, w - cw + 1)) if w > cw else 0
+    return ClipPlan(np.ascontiguousarray(idx, dtype=np.int64), scale, (y0, x0, min(ch, h), min(cw, w)))
+
+
+def apply_plan(frames: np.ndarray, plan: ClipPlan) -> np.ndarray:
+    """Cut the clip a :class:`ClipPlan` describes: (L, h, w, 3) uint8."""
+    clip = frames[plan.frame_indices]
+    s = plan.scale
+    if s != 1.0:
         h, w = clip.shape[1:3]
         size = (max(1, round(w * s)), max(1, round(h * s)))
         clip = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
                          for f in clip])
-    ch, cw = cfg.crop_size
-    h, w = clip.shape[1:3]
-    y0 = int(rng.integers(0, h - ch + 1)) if h > ch else 0
-    x0 = int(rng.integers(0, w - cw + 1)) if w > cw else 0
+    y0, x0, ch, cw = plan.crop
     return np.ascontiguousarray(clip[:, y0:y0 + ch, x0:x0 + cw])
+
+
+def cut_clip(frames: np.ndarray, cfg: RealVideoConfig, rng: np.random.Generator) -> np.ndarray:
+    """One random clip (L, h, w, 3) uint8 from a decoded video, as the official sampler cuts it."""
+    return apply_plan(frames, plan_clip(len(frames), frames.shape[1:3], cfg, rng))
 
 
 class RealVideoDataset(torch.utils.data.Dataset):
@@ -114,7 +152,7 @@ class RealVideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
         path = self.videos[index % len(self.videos)]
-        clip = cut_clip(_decode(path, self.cfg.max_side), self.cfg, rng)
+        clip = cut_clip(decode_video(path, self.cfg.max_side), self.cfg, rng)
         # Model input sizes must be divisible by 4: crop the remainder.
         h, w = (clip.shape[1] // 4) * 4, (clip.shape[2] // 4) * 4
         video = torch.from_numpy(clip[:, :h, :w]).permute(0, 3, 1, 2).float()
