@@ -72,3 +72,13 @@ def test_num_frames_target_strides_the_video(tmp_path):
     write_video(video, iter(frames), fps=12.0)
     clip = pd.load_input(video, num_frames_target=4)
     assert clip.num_frames == 4 and clip.frame_indices.tolist() == [0, 3, 6, 9]
+
+
+def test_missing_nerfstudio_is_a_user_error_naming_the_install(tmp_path, monkeypatch):
+    import sys
+
+    clip, tracks, scene = synthetic()
+    monkeypatch.setitem(sys.modules, "nerfstudio.process_data", None)  # import now raises ImportError
+    with pytest.raises(pd.NerfstudioMissingError, match="pip install --no-deps nerfstudio==1.1.5"):
+        pd.process_data(clip, tmp_path / "o", tracker=tracks, scene=scene)
+    assert not (tmp_path / "o").exists()
