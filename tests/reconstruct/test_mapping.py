@@ -1,0 +1,53 @@
+"""Camera conversions and the pipeline's frame / track selection."""
+
+import numpy as np
+import pycolmap
+import pytest
+
+from cotracker3_plugin.reconstruct.mapping import camera_to_scene, make_camera
+from cotracker3_plugin.reconstruct.pipeline import _select_frames, _select_sfm_tracks
+
+
+def test_camera_to_scene_shifts_principal_point_and_reads_distortion():
+    cam = pycolmap.Camera(model="SIMPLE_RADIAL", width=640, height=480, params=[500, 320, 240, -0.1])
+    K, dist, ours = camera_to_scene(cam)
+    np.testing.assert_allclose(K, [[500, 0, 319.5], [0, 500, 239.5], [0, 0, 1]])
+    np.testing.assert_allclose(dist, [-0.1, 0, 0, 0])
+    # The same ray in both conventions: pixel (x, y) here is (x + 0.5, y + 0.5) in COLMAP.
+    xy = np.array([[10.0, 20.0], [600.0, 400.0]])
+    np.testing.assert_allclose(ours.cam_from_img(xy), cam.cam_from_img(xy + 0.5), atol=1e-12)
+    cam2 = pycolmap.Camera(model="OPENCV", width=64, height=48, params=[50, 51, 32, 24, .1, .2, .3, .4])
+    np.testing.assert_allclose(camera_to_scene(cam2)[1], [.1, .2, .3, .4])
+
+
+@pytest.mark.parametrize("model", ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"])
+def test_make_camera_centres_principal_point(model):
+    cam = make_camera(model, 640, 480, 700.0)
+    assert cam.model.name == model
+    assert cam.principal_point_x == 320.0 and cam.principal_point_y == 240.0
+    assert make_camera(model, 640, 480, 700.0, colmap_pixels=False).principal_point_x == 319.5
+
+
+def test_select_frames_stride_and_cap():
+    np.testing.assert_array_equal(_select_frames(10, 3, 150), [0, 3, 6, 9])
+    f = _select_frames(1000, 1, 100)
+    assert len(f) == 100 and f[0] == 0 and f[-1] == 999
+
+
+def test_sfm_tracks_are_static_long_and_spread():
+    rng = np.random.default_rng(0)
+    T, N = 10, 2000
+    xy = np.zeros((T, N, 2))
+    xy[..., 0] = rng.uniform(0, 640, N)
+    xy[..., 1] = rng.uniform(0, 480, N)
+    usable = rng.random((T, N)) < rng.uniform(0.2, 1.0, N)
+    static = np.ones(N, bool)
+    static[:100] = False
+    ids = _select_sfm_tracks(xy, usable, static, (480, 640), 300, seed=0)
+    assert len(ids) == 300 and ids.min() >= 100
+    # Spread: every cell of a coarse 3x3 grid is used about equally.
+    cells = (xy[0, ids, 1] // 160) * 3 + xy[0, ids, 0] // (640 / 3)
+    counts = np.bincount(cells.astype(int), minlength=9)
+    assert counts.min() > 20
+    # Long first: the chosen tracks are longer than the average.
+    assert usable.sum(0)[ids].mean() > usable.sum(0)[100:].mean()
