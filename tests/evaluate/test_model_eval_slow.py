@@ -34,3 +34,31 @@ def test_small_model_runs_both_modes(online):
     for mode in ("first", "strided"):
         res = evaluate_tapvid([sample], fwd, mode, backward_tracker=bwd)
         assert 0 <= res["mean"]["average_jaccard"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("online", [False, True])
+def test_evaluate_cli_with_checkpoint(online, tmp_path, data_dir):
+    import dataclasses
+    import json
+
+    from cotracker3_plugin.cli import main
+    from cotracker3_plugin.evaluate.make_benchmark import BenchmarkConfig, make_benchmark, write_benchmark
+    from cotracker3_plugin.model import CoTrackerConfig
+    from cotracker3_plugin.weights import build_model, save_checkpoint
+
+    cfg = BenchmarkConfig(num_videos=1, min_frames=18, max_frames=18, min_points=20, max_points=20,
+                          sources=[str(data_dir / "fox" / "images" / "0001.jpg"),
+                                   str(data_dir / "fox" / "images" / "0002.jpg")])
+    bench = write_benchmark(make_benchmark(cfg), tmp_path / "bench", cfg)
+    mcfg = dataclasses.replace(CoTrackerConfig.small(online=online), model_resolution=(64, 96))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_model(mcfg, online), tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    for mode in ("first", "strided"):
+        assert main(["evaluate", "--dataset", "benchmark", "--data", str(bench), "--model", str(ckpt),
+                     "--device", "cpu", "--mode", mode, "--output", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert res["protocol"] == ("online" if online else "joint")
+        assert res["model_class"] == ("CoTrackerThreeOnline" if online else "CoTrackerThreeOffline")
+        assert res["num_videos"] == 1 and 0 <= res["mean"]["average_jaccard"] <= 1
