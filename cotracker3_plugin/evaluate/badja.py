@@ -113,7 +113,7 @@ def load_badja(name: str, root: str | Path | None = None) -> BadjaSequence:
     if not gt_path.is_file():
         raise UserError(
             f"BADJA ground truth {gt_path} not found. Pass the folder holding bear/, camel/, dog/ "
-            "(../shared/data/tracks/badja)."
+            "with --data (the shared data's tracks/badja), or set COTRACKER3_SHARED."
         )
     gt = np.load(gt_path)
     num_frames = int(gt["num_frames"])

@@ -364,8 +364,10 @@ def make_benchmark(cfg: BenchmarkConfig, progress: Callable[[str], None] | None 
         raise UserError(f"--size {cfg.size} is too small; use at least 32 (TAP-Vid uses 256).")
     sources = _expand_sources(cfg.sources) if cfg.sources else default_sources()
     if len(sources) < 2:
-        raise UserError("make-benchmark needs at least two source images or videos (one to look at, "
-                        "another to cut occluders from); pass them with --sources.")
+        where = "in --sources" if cfg.sources else "in the shared data (set COTRACKER3_SHARED)"
+        raise UserError(f"make-benchmark found {len(sources)} source image(s) or video(s) {where}; it needs "
+                        "at least two (one to look at, another to cut occluders from). Pass images, "
+                        "videos or folders with --sources.")
     rng = np.random.default_rng(cfg.seed)
     # Draw a folder first, then a file in it, so a folder of 50 photos does not crowd out
     # a folder of 6 videos.

@@ -19,7 +19,6 @@ forward coordinate is exactly 0.0; :func:`evaluate_tapvid` does the same when gi
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -197,5 +196,4 @@ def evaluate_tapvid(
                      f"OA {100 * row['occlusion_accuracy']:.1f}")
     names = [k for k in next(iter(per_video.values()), {}) if k not in ("num_queries", "seconds")]
     mean = {k: float(np.mean([v[k] for v in per_video.values()])) for k in names}
-    mean = {k: (v if math.isfinite(v) else float("nan")) for k, v in mean.items()}
     return {"query_mode": query_mode, "num_videos": len(per_video), "mean": mean, "per_video": per_video}
