@@ -50,47 +50,72 @@ def sample_video_patches(
     return out.permute(0, 2, 3, 1, 4).reshape(b, k * k, n, c)
 
 
-def sample_frame_patches(
-    fmap: torch.Tensor, centers: torch.Tensor, radius: int, fast: bool = False
-) -> torch.Tensor:
-    """Bilinear patches around per-frame centres.
+def sample_frame_patches(fmap: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
+    """Bilinear patches around per-frame centres, exactly as the official code samples them.
 
-    fmap (B*T, C, H, W); centers (B*T, N, 2) as (x, y) in pixels of ``fmap``.
-    Returns (B*T, C, N, 2r+1, 2r+1).
-
-    The official code samples a depth-1 volume with a 3-D grid sample; ``fast`` uses the
-    equivalent 2-D grid sample (same values up to float rounding).
+    fmap (B*S, C, H, W); centers (B*S, N, 2) as (x, y) in pixels of ``fmap``.
+    Returns (B*S, C, N, (2r+1)^2). (The official code samples a depth-1 volume with a 3-D
+    grid sample; we do the same so the rounding matches.)
     """
-    bt, c, h, w = fmap.shape
-    xy = centers[:, :, None, None, :] + patch_offsets(radius, centers.device)  # (BT, N, k, k, 2)
-    if fast:
-        k = 2 * radius + 1
-        n = centers.shape[1]
-        grid = _normalise(xy, (h, w)).reshape(bt, n, k * k, 2)
-        out = F.grid_sample(fmap, grid, align_corners=True, padding_mode="border")
-        return out.view(bt, c, n, k, k)
+    bs, c, h, w = fmap.shape
+    n = centers.shape[1]
+    k = 2 * radius + 1
+    xy = centers[:, :, None, None, :] + patch_offsets(radius, centers.device)  # (BS, N, k, k, 2)
     grid = _normalise(torch.cat([xy, torch.zeros_like(xy[..., :1])], dim=-1), (1, h, w))
-    return F.grid_sample(fmap.unsqueeze(2), grid, align_corners=True, padding_mode="border")
+    out = F.grid_sample(fmap.unsqueeze(2), grid, align_corners=True, padding_mode="border")
+    return out.view(bs, c, n, k * k)
+
+
+def sample_frame_patches_fast(fmap_cl: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
+    """Same values as :func:`sample_frame_patches` (up to float rounding), faster.
+
+    fmap_cl (B*S, H, W, C) channels-last; centers (B*S, N, 2). Returns (B*S, N, (2r+1)^2, C).
+    Patch offsets are integers, so all samples of a patch share one pair of bilinear weights:
+    gather the (2r+2)^2 integer neighbours once (indices clamped to the map, which reproduces
+    ``padding_mode="border"``) and blend them.
+    """
+    bs, h, w, c = fmap_cl.shape
+    n = centers.shape[1]
+    k = 2 * radius + 1
+    base = torch.floor(centers)
+    frac = centers - base
+    steps = torch.arange(-radius, radius + 2, device=centers.device)
+    ix = (base[..., 0].long()[..., None] + steps).clamp_(0, w - 1)  # (BS, N, k+1)
+    iy = (base[..., 1].long()[..., None] + steps).clamp_(0, h - 1)
+    frame = torch.arange(bs, device=centers.device).view(bs, 1, 1, 1) * (h * w)
+    idx = frame + ix[:, :, :, None] * 1 + iy[:, :, None, :] * w  # (BS, N, k+1 [x], k+1 [y])
+    vals = fmap_cl.reshape(bs * h * w, c).index_select(0, idx.reshape(-1)).view(bs, n, k + 1, k + 1, c)
+    fx = frac[..., 0].view(bs, n, 1, 1, 1)
+    fy = frac[..., 1].view(bs, n, 1, 1, 1)
+    top = vals[:, :, :-1, :-1] * (1 - fx) + vals[:, :, 1:, :-1] * fx  # y0 row, blended along x
+    bottom = vals[:, :, :-1, 1:] * (1 - fx) + vals[:, :, 1:, 1:] * fx
+    return (top * (1 - fy) + bottom * fy).view(bs, n, k * k, c)
 
 
 def correlation_volume(
-    frame_patches: torch.Tensor, query_patches: torch.Tensor, batch: int, fast: bool = False
+    frame_patches: torch.Tensor, query_patches: torch.Tensor, channels_last: bool
 ) -> torch.Tensor:
     """All pairwise dot products between target-frame patches and query patches.
 
-    frame_patches (B*S, C, N, k, k) from :func:`sample_frame_patches`; query_patches
-    (B, k*k, N, C). Returns (B*S*N, k^4) flattened as (target x, target y, query x, query y).
-    No 1/sqrt(C) scaling (as in the official code).
+    frame_patches: (B*S, C, N, k*k) from :func:`sample_frame_patches`, or (B*S, N, k*k, C) from
+    :func:`sample_frame_patches_fast` (``channels_last``); query_patches (B, k*k, N, C).
+    Returns (B*S*N, k^4) flattened as (target x, target y, query x, query y), i.e. the official
+    ``einsum("btnhwc,bnijc->btnhwij")`` without 1/sqrt(C) scaling.
     """
-    bs, c, n, k, _ = frame_patches.shape
-    s = bs // batch
-    tgt = frame_patches.view(batch, s, c, n, k, k).permute(0, 1, 3, 4, 5, 2)  # B S N k k C
-    qry = query_patches.view(batch, k, k, n, c).permute(0, 3, 1, 2, 4)  # B N k k C
-    if fast:
-        # One batched matmul per (b, n): (S*k*k, C) @ (C, k*k).
-        lhs = tgt.permute(0, 2, 1, 3, 4, 5).reshape(batch, n, s * k * k, c)
-        rhs = qry.reshape(batch, n, k * k, c).transpose(-1, -2)
-        vol = torch.matmul(lhs, rhs).view(batch, n, s, k**4).transpose(1, 2)
-        return vol.reshape(bs * n, k**4)
-    vol = torch.einsum("btnhwc,bnijc->btnhwij", tgt, qry)
-    return vol.reshape(bs * n, k**4)
+    if channels_last:
+        bs, n, kk, c = frame_patches.shape
+    else:
+        bs, c, n, kk = frame_patches.shape
+    b = query_patches.shape[0]
+    s = bs // b
+    rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
+    # One small batched matmul per frame reads the patches in place (no big permuted copy);
+    # it gives the same numbers as the official einsum.
+    lhs = [frame_patches[i] if channels_last else frame_patches[i].permute(1, 2, 0) for i in range(bs)]
+    if torch.is_grad_enabled() and (frame_patches.requires_grad or query_patches.requires_grad):
+        out = torch.stack([torch.bmm(lhs[i], rhs[i // s]) for i in range(bs)])  # autograd-friendly
+    else:
+        out = frame_patches.new_empty((bs, n, kk, kk))
+        for i in range(bs):
+            torch.bmm(lhs[i], rhs[i // s], out=out[i])
+    return out.view(bs * n, kk * kk)

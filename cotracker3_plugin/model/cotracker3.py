@@ -30,7 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cotracker3_plugin.model.config import CoTrackerConfig
-from cotracker3_plugin.model.correlation import correlation_volume, sample_frame_patches, sample_video_patches
+from cotracker3_plugin.model.correlation import (
+    correlation_volume,
+    sample_frame_patches,
+    sample_frame_patches_fast,
+    sample_video_patches,
+)
 from cotracker3_plugin.model.encoder import BasicEncoder
 from cotracker3_plugin.model.transformer import Mlp, UpdateFormer
 
@@ -116,9 +121,9 @@ class CoTrackerThreeBase(nn.Module):
         return self.config.latent_dim
 
     def set_fast(self, fast: bool = True) -> CoTrackerThreeBase:
-        """Faster kernels (fused attention, 2-D sampling, one matmul for the correlation).
-
-        Not bit-identical to the official code: tracks typically move by ~1e-4..1e-3 px.
+        """Faster kernels: fused attention (``F.scaled_dot_product_attention``) and gather-based
+        channels-last patch sampling. Same function, different float rounding (see the report
+        of ``tests/model/test_fast.py`` for the measured differences).
         """
         self.fast = fast
         self.updateformer.set_fused_attention(fast)
@@ -172,15 +177,20 @@ class CoTrackerThreeBase(nn.Module):
     def correlation_embedding(
         self, pyramid: Sequence[torch.Tensor], coords: torch.Tensor, patches: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units)."""
+        """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units).
+
+        ``pyramid`` levels are (B, S, C, H, W), or channels-last (B, S, H, W, C) in fast mode.
+        """
         b, s, n, _ = coords.shape
         flat = coords.reshape(b * s, n, 2)
         embs = []
         for i, (level, qp) in enumerate(zip(pyramid, patches)):
-            tgt = sample_frame_patches(
-                level.reshape(b * s, *level.shape[2:]), flat / 2**i, self.corr_radius, self.fast
-            )
-            embs.append(self.corr_mlp(correlation_volume(tgt, qp, b, self.fast)))
+            level = level.reshape(b * s, *level.shape[2:])
+            if self.fast:
+                tgt = sample_frame_patches_fast(level, flat / 2**i, self.corr_radius)
+            else:
+                tgt = sample_frame_patches(level, flat / 2**i, self.corr_radius)
+            embs.append(self.corr_mlp(correlation_volume(tgt, qp, channels_last=self.fast)))
         return torch.cat(embs, dim=-1).view(b, s, n, -1)
 
     def refine(
@@ -202,6 +212,9 @@ class CoTrackerThreeBase(nn.Module):
         time_emb = self.time_embedding(s, pyramid[0].dtype)
         h, w = self.model_resolution
         scale = torch.tensor([w / self.stride, h / self.stride], device=coords.device)
+        if self.fast:
+            # Channels-last copies once per window make every iteration's gathers contiguous.
+            pyramid = [lvl.permute(0, 1, 3, 4, 2).contiguous() for lvl in pyramid]
         coord_preds, vis_preds, conf_preds = [], [], []
         for _ in range(iters):
             coords = coords.detach()
