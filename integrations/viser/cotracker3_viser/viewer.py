@@ -130,6 +130,7 @@ class TrackViewer:
         self._stop = threading.Event()
         self._gui_sync = False  # True while we set GUI values ourselves
         self._visible = tracks.confidence > self.cfg.visibility_threshold
+        self.up: tuple[float, ...] | None = None
         self._setup_scene_geometry()
         self._build_gui()
         self._build_static_nodes()
@@ -234,12 +235,14 @@ class TrackViewer:
         self.points_node = self.cameras_root = self.current_node = None
         self.trails_node = self.selected_node = self.plane_node = None
         if self.scene is None:
+            self.up = (0.0, 1.0, 0.0)
             scene_api.set_up_direction("+y")
             return
         sc = self.scene
         up = -np.nanmean(sc.world_from_cam[self.registered, :3, 1], axis=0) if self.registered.any() else None
         if up is not None and np.isfinite(up).all() and np.linalg.norm(up) > 1e-6:
-            scene_api.set_up_direction(tuple(float(v) for v in up / np.linalg.norm(up)))
+            self.up = tuple(float(v) for v in up / np.linalg.norm(up))
+            scene_api.set_up_direction(self.up)
         self._add_points()
         self.cameras_root = scene_api.add_frame("/cameras", show_axes=False)
         h, w = self.clip.frame_size
@@ -315,6 +318,8 @@ class TrackViewer:
         initial = getattr(self.server, "initial_camera", None)  # viser >= 1.0
         if initial is not None:
             initial.position, initial.look_at = view
+            if self.up is not None:
+                initial.up = self.up
         else:
             self.server.on_client_connect(self._on_connect)
 
