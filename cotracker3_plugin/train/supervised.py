@@ -104,6 +104,8 @@ def run_training(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], No
     device = resolve_train_device(cfg.device, info)
     with seeded(cfg.seed):  # identical initial weights on every rank
         model = build_model(cfg)
+    if hasattr(model, "set_fast"):
+        model.set_fast(cfg.fast)
     source = build_source(cfg)
     stream = BatchStream(source, cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     loss_fn = supervised_step(cfg.online, model.window_len, iters=cfg.iters,
