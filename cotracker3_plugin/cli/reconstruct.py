@@ -200,7 +200,8 @@ def run(cfg: Config) -> int:
             clip = _decode(src, opts, bars)
         tracks = _track(cfg, clip, sw, bars)
 
-    stages = ["correspondences", "mapping", "triangulation", "cleanup"]
+    stages = ["correspondences", "mapping", "triangulation", "bundle_adjustment", "triangulation_final",
+              "cleanup"]
     with sw("reconstruct"), progress_bar(len(stages), "reconstruct", enabled=bars, unit="stage") as adv:
         seen: list[str] = []
 

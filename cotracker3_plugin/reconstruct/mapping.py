@@ -27,7 +27,7 @@ from cotracker3_plugin.reconstruct.correspondences import PairGeometry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CameraModel", "MappingResult", "camera_to_scene", "make_camera", "run_mapping"]
+__all__ = ["BundleAdjusted", "CameraModel", "MappingResult", "bundle_adjust", "camera_to_scene", "make_camera", "run_mapping"]
 
 CameraModel = Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"]
 #: COLMAP's pixel centre offset relative to this package's.
@@ -221,3 +221,84 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
     cam = next(iter(best.cameras.values()))
     return MappingResult(wfc, registered, cam, best.num_points3D(),
                          float(best.compute_mean_reprojection_error()), len(recs))
+
+
+@dataclass
+class BundleAdjusted:
+    world_from_cam: np.ndarray
+    """(T, 4, 4) refined poses (NaN where unregistered)."""
+    points: np.ndarray
+    """(P, 3) refined points."""
+    errors: np.ndarray
+    """(P,) mean reprojection error (px) after refinement."""
+    camera: object
+    """Refined pycolmap camera (COLMAP pixel convention)."""
+
+
+def bundle_adjust(xy: np.ndarray, observations: np.ndarray, world_from_cam: np.ndarray,
+                  registered: np.ndarray, points: np.ndarray, camera, *, refine_focal: bool = True,
+                  refine_extra: bool = True, num_threads: int = -1) -> BundleAdjusted:
+    """Joint refinement of all registered poses, the points and the shared camera.
+
+    ``xy`` (T, N, 2) track positions (this package's pixels), ``observations`` (T, P) bool
+    which frames see point p (column p of ``xy`` belongs to point p), ``camera`` in COLMAP
+    pixels. Uses a robust (Huber, 2 px) loss so that a few slipped observations do not bend the
+    cameras.
+    """
+    import pycolmap
+
+    T, P = observations.shape
+    rec = pycolmap.Reconstruction()
+    cam = pycolmap.Camera(model=camera.model.name, width=camera.width, height=camera.height,
+                          params=np.asarray(camera.params, dtype=np.float64).copy(), camera_id=1)
+    rec.add_camera_with_trivial_rig(cam)
+    reg = np.flatnonzero(registered)
+    kp_of: dict[int, np.ndarray] = {}
+    for t in reg:
+        idx = np.flatnonzero(observations[t])
+        kp_of[int(t)] = idx
+        cfw = np.linalg.inv(world_from_cam[t])
+        rec.add_image_with_trivial_frame(
+            pycolmap.Image(name=f"frame_{t:06d}", keypoints=xy[t, idx].astype(np.float64) + COLMAP_PIXEL_OFFSET,
+                           camera_id=1, image_id=int(t) + 1),
+            pycolmap.Rigid3d(pycolmap.Rotation3d(cfw[:3, :3]), cfw[:3, 3]))
+    elements: list[list[tuple[int, int]]] = [[] for _ in range(P)]
+    for t, idx in kp_of.items():
+        for k, p in enumerate(idx.tolist()):
+            elements[p].append((t + 1, k))
+    pid_of = np.full(P, -1, dtype=np.int64)
+    for p in range(P):
+        if len(elements[p]) < 2:
+            continue
+        track = pycolmap.Track()
+        for image_id, k in elements[p]:
+            track.add_element(image_id, k)
+        pid_of[p] = rec.add_point3D(points[p], track)
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.refine_focal_length = bool(refine_focal)
+    opts.refine_extra_params = bool(refine_extra)
+    opts.print_summary = False
+    opts.ceres.loss_function_type = pycolmap.LossFunctionType.HUBER
+    opts.ceres.loss_function_scale = 2.0
+    opts.ceres.solver_options.num_threads = int(num_threads)
+    opts.ceres.solver_options.max_num_iterations = 30
+    config = pycolmap.BundleAdjustmentConfig()
+    for t in reg:
+        config.add_image(int(t) + 1)
+    # Without a fixed gauge (7 free dof of a similarity) the solver crawls and does not converge.
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    with quiet_colmap():
+        pycolmap.create_default_bundle_adjuster(opts, config, rec).solve()
+    rec.update_point_3d_errors()
+    wfc = np.full_like(world_from_cam, np.nan)
+    for t in reg:
+        m = np.eye(4)
+        m[:3, :4] = rec.image(int(t) + 1).cam_from_world().matrix()
+        wfc[t] = np.linalg.inv(m)
+    out_pts = np.array(points, dtype=np.float64, copy=True)
+    errors = np.full(P, np.nan)
+    for p in np.flatnonzero(pid_of >= 0):
+        pt = rec.point3D(int(pid_of[p]))
+        out_pts[p] = pt.xyz
+        errors[p] = pt.error
+    return BundleAdjusted(wfc, out_pts, errors, rec.cameras[1])

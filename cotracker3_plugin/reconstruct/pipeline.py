@@ -24,7 +24,12 @@ from cotracker3_plugin.reconstruct.correspondences import (
     moving_track_filter,
     usable_observations,
 )
-from cotracker3_plugin.reconstruct.mapping import CameraModel, camera_to_scene, run_mapping
+from cotracker3_plugin.reconstruct.mapping import (
+    CameraModel,
+    bundle_adjust,
+    camera_to_scene,
+    run_mapping,
+)
 from cotracker3_plugin.reconstruct.scene import Scene
 from cotracker3_plugin.reconstruct.triangulate import triangulate_tracks
 from cotracker3_plugin.tracks import Tracks
@@ -53,6 +58,8 @@ class ReconstructConfig:
     """At most this many frames go to the mapper (evenly spread); the others as for ``stride``."""
     register_skipped_frames: bool = True
     """Give frames left out of mapping (or not registered by it) a pose by absolute-pose RANSAC."""
+    final_bundle_adjustment: bool = True
+    """After that, refine all poses, the camera and the points together (COLMAP bundle adjustment), then triangulate again."""
     max_sfm_tracks: int = 800
     """Tracks handed to the mapper (spread over the image, longest first); all tracks are triangulated."""
     margin: float = 4.0
@@ -93,6 +100,7 @@ class ReconstructReport:
     frames_registered: int = 0
     """Frames with a pose in the end (mapper + absolute pose)."""
     frames_registered_by_mapper: int = 0
+    frames_registered_by_pnp: int = 0
     unregistered_frames: list[int] = field(default_factory=list)
     tracks: int = 0
     tracks_moving: int = 0
@@ -256,6 +264,22 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
             tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams,
                                      cidx, max_error=cfg.max_reprojection_error,
                                      min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+        rep.frames_registered_by_pnp = len(poses)
+    if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
+        stage("bundle_adjustment")
+        fixed_focal = cfg.focal is not None and not cfg.refine_focal
+        ba = bundle_adjust(tracks.xy[:, tri.track_ids].astype(np.float64), tri.inlier_obs, wfc, registered,
+                           tri.points, m.camera, refine_focal=not fixed_focal,
+                           refine_extra=cfg.camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
+                           num_threads=cfg.num_threads)
+        wfc = ba.world_from_cam
+        K, dist, cam = camera_to_scene(ba.camera)
+        rep.focal = float(K[0, 0])
+        cams = [cam]
+        stage("triangulation_final")
+        tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
+                                 max_error=cfg.max_reprojection_error,
+                                 min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
     rep.points_triangulated = len(tri.points)
 
     stage("cleanup")
