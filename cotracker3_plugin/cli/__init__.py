@@ -8,6 +8,7 @@ and nerfstudio integrations stay optional.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -69,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted: partial outputs were removed.", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or verbose:
+            raise
+        print(f"\nError: the disk is full ({e.strerror}) while writing {e.filename or 'the outputs'}. "
+              "Partial outputs were removed. Free some space or choose an --output on another disk.",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -264,7 +264,13 @@ def _format_bytes(n: float) -> str:
 
 
 def check_memory(info: VideoInfo, limit: int | None = DEFAULT_MEMORY_LIMIT, **opts) -> int:
-    """Raise :class:`VideoError` if the decoded clip would exceed ``limit`` bytes; return the estimate."""
+    """Raise :class:`VideoError` if the decoded clip would exceed ``limit`` bytes; return the estimate.
+
+    The default limit (8 GiB) can be changed with the environment variable
+    ``COTRACKER3_DECODE_LIMIT_GIB`` (e.g. on a machine with more memory).
+    """
+    if limit == DEFAULT_MEMORY_LIMIT and os.environ.get("COTRACKER3_DECODE_LIMIT_GIB"):
+        limit = int(float(os.environ["COTRACKER3_DECODE_LIMIT_GIB"]) * 1024**3)
     need = estimate_memory(info, **opts)
     if limit is None or need <= limit:
         return need
