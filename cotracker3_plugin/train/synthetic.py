@@ -210,16 +210,17 @@ def _read_image(path: str) -> np.ndarray | None:
 
 
 def image_texture(rng: np.random.Generator, path: Path, h: int, w: int) -> np.ndarray | None:
-    """A random (h, w) crop of an image (upscaled first if it is too small)."""
+    """A random (h, w) crop of an image, at a zoom drawn log-uniformly between "the whole image"
+    and the image's own resolution (upscaled if the image is smaller than the crop)."""
     img = _read_image(str(path))
     if img is None:
         return None
     ih, iw = img.shape[:2]
-    f = max(h / ih, w / iw, rng.uniform(0.3, 1.0) * max(h / ih, w / iw) * 2)
-    if f > 1 or rng.random() < 0.5:
-        f = max(f, h / ih, w / iw)
-        img = cv2.resize(img, (max(w, round(iw * f)), max(h, round(ih * f))), interpolation=cv2.INTER_AREA)
-        ih, iw = img.shape[:2]
+    f_min = max(h / ih, w / iw)
+    f = f_min if f_min >= 1 else math.exp(rng.uniform(math.log(f_min), 0.0))
+    size = (max(w, round(iw * f)), max(h, round(ih * f)))
+    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    ih, iw = img.shape[:2]
     y0, x0 = int(rng.integers(ih - h + 1)), int(rng.integers(iw - w + 1))
     return np.ascontiguousarray(img[y0 : y0 + h, x0 : x0 + w])
 

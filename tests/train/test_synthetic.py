@@ -99,3 +99,24 @@ def test_occlusions_and_leaving_the_frame_happen():
         outside += int((~inside).sum())
         assert not (~inside & s.visibility).any()
     assert occluded_inside > 50 and outside > 50
+
+
+def test_image_folder_textures(tmp_path):
+    import cv2
+
+    from cotracker3_plugin.errors import UserError
+
+    img = np.zeros((80, 90, 3), np.uint8)
+    img[..., 2] = 255  # BGR: pure red
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "b.jpg"), img)
+    gen = SyntheticGenerator(SyntheticConfig(num_frames=6, image_dir=tmp_path, image_prob=1.0, lighting=0.0))
+    assert len(gen.images) == 2
+    s = gen.sample(0, np.random.default_rng(0))
+    red = (s.video[:, 0] > 250) & (s.video[:, 1] < 5) & (s.video[:, 2] < 5)
+    assert red.float().mean() > 0.95
+    with pytest.raises(UserError, match="does not exist"):
+        SyntheticGenerator(SyntheticConfig(image_dir=tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images"):
+        SyntheticGenerator(SyntheticConfig(image_dir=tmp_path / "empty"))
