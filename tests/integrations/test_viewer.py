@@ -142,6 +142,24 @@ def test_viewer_frames_trails_filter_and_click(data):
         assert v.selected == -1
 
 
+def test_playback_advances_and_wraps(data):
+    import time
+
+    clip, tracks, _ = data
+    with headless_viewer(clip, tracks, None, ViewerConfig(image_width=80, fps=50.0)) as v:
+        v.set_frame(clip.num_frames - 2)
+        v.playing.value = True
+        deadline = time.monotonic() + 10
+        while v.frame != 1 and time.monotonic() < deadline:  # ..., T-1, 0, 1: wrapped around
+            time.sleep(0.01)
+        v.playing.value = False
+        assert v.frame in (1, 2, 3)
+        time.sleep(0.3)
+        stopped = v.frame
+        time.sleep(0.3)
+        assert v.frame == stopped
+
+
 def test_viewer_without_scene_click_on_image_plane(data):
     clip, tracks, _ = data
     with headless_viewer(clip, tracks, None, ViewerConfig(image_width=80)) as v:

@@ -112,6 +112,22 @@ def test_viewer_in_chromium(browser, tmp_path):
         last = page.screenshot(path=str(ARTIFACTS / "viewer_frame23.png"))
         _not_blank(_canvas_pixels(last))
 
+        # A click on a 3D point selects its track: project the points with the browser's camera.
+        import viser.transforms as vtf
+
+        cam = next(iter(handle.server.get_clients().values())).camera
+        rot = vtf.SO3(np.asarray(cam.wxyz)).as_matrix()
+        local = (scene.points - np.asarray(cam.position)) @ rot  # OpenCV camera axes
+        f = 400 / np.tan(cam.fov / 2)  # fov is vertical; the viewport is 800 px high
+        uv = local[:, :2] / local[:, 2:] * f + [600, 400]
+        cand = np.flatnonzero((local[:, 2] > 0) & (uv[:, 0] > 100) & (uv[:, 0] < 800) & (uv[:, 1] > 200))
+        target = int(cand[np.argmin(np.linalg.norm(uv[cand] - [450, 400], axis=1))])
+        page.mouse.click(float(uv[target, 0]), float(uv[target, 1]))
+        assert _wait_for(lambda: handle.viewer.selected >= 0), "the click selected nothing"
+        hit = handle.viewer.selected
+        assert hit == target or np.linalg.norm(uv[hit] - uv[target]) < 4, (hit, target)
+        page.get_by_text(f"Track {hit}", exact=False).first.wait_for(timeout=15000)
+
         # Server -> page: the slider and the status text follow set_frame / select_track.
         handle.set_frame(11)
         handle.select_track(5)
