@@ -268,6 +268,13 @@ class Trainer:
             raise UserError(f"{path} was written by a run with {ck.get('world_size')} processes, this run has "
                             f"{self.dist.world_size}; resume with the same number of processes or use another "
                             "--output-dir.")
+        total = ck["scheduler"].get("total_steps")
+        if total is not None and total != self.scheduler.total_steps:
+            extra = self.cfg.optim.schedule_extra_steps
+            raise UserError(f"{path} belongs to a run of --num-steps {total - extra}, this one asks for "
+                            f"{self.cfg.num_steps}; the learning-rate schedule depends on it. Resume with the "
+                            "same --num-steps, or start a new --output-dir with --init-from "
+                            f"{self.out / 'final.safetensors'} (or a checkpoint's weights).")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])

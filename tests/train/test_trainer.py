@@ -7,9 +7,11 @@ import os
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 
+from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.config import OptimConfig, TrainConfig
 from cotracker3_plugin.train.supervised import build_model, run_training
 
@@ -49,6 +51,9 @@ def test_resume_continues_identically(tmp_path):
     assert [s["total"] for s in full.losses[3:]] == [s["total"] for s in rest.losses]
     rows = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+    # a different schedule length cannot resume silently
+    with pytest.raises(UserError, match="--num-steps 6"):
+        run_training(tiny(tmp_path, "split", num_steps=8))
 
 
 def _free_port() -> int:
