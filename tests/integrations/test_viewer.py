@@ -272,3 +272,27 @@ def test_cli_help_lists_options():
     assert res.returncode == 0, res.stderr
     for flag in ("--host", "--port", "--render", "--export", "--video", "--verbose"):
         assert flag in res.stdout
+
+
+def test_edge_cases_empty_tracks_and_sparse_scene(data):
+    import dataclasses
+
+    from cotracker3_plugin.tracks import Tracks
+
+    clip, tracks, scene = data
+    T = tracks.num_frames
+    empty = Tracks(np.zeros((T, 0, 2)), np.zeros((T, 0), bool), np.zeros((T, 0)), np.zeros((0, 3)),
+                   tracks.frame_size)
+    no_points = dataclasses.replace(scene, points=np.zeros((0, 3)), colors=np.zeros((0, 3)),
+                                    track_ids=np.zeros(0))
+    with headless_viewer(clip, empty, no_points, ViewerConfig(image_width=80)) as v:
+        v.set_frame(5)
+        assert "0 of 0 tracks" in v.status.content
+    # A scene of every other frame: trails join the posed frames across the gaps.
+    sparse = dataclasses.replace(scene, frame_indices=np.arange(0, T, 2), registered=scene.registered[::2],
+                                 world_from_cam=scene.world_from_cam[::2], camera_index=scene.camera_index[::2])
+    with headless_viewer(clip, tracks, sparse, ViewerConfig(image_width=80, trail_length=4)) as v:
+        v.set_frame(7)  # frame 7 has no pose: no current camera, trails from frames 4 and 6
+        assert v.current_node is None or not v.current_node.visible
+        lifted, ok = v.lifted_trails(7, 4, v.trail_points)
+        assert lifted.shape[0] == 2 and ok.any()

@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - older core without the overlay module
 
 def track_colors(tracks: Tracks) -> np.ndarray:
     """(N, 3) uint8 RGB colour of each track, the same as in the overlay videos."""
+    if tracks.num_points == 0:  # OpenCV rejects empty images
+        return np.zeros((0, 3), np.uint8)
     if query_colors is not None:
         return query_colors(tracks.queries, tracks.frame_size)
     h, w = tracks.frame_size  # pragma: no cover - fallback: hue from x only

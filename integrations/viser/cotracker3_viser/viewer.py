@@ -468,17 +468,21 @@ class TrackViewer:
             thickness_units="screen")
 
     def lifted_trails(self, t: int, length: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """3D positions (L, M, 3) of scene ``points`` lifted over frames t-length..t, and validity (L, M)."""
+        """3D positions (L, M, 3) of scene ``points`` lifted in the posed frames among t-length..t, and validity (L, M).
+
+        Frames without a camera pose (not reconstructed, or not registered) are skipped, so
+        consecutive rows are consecutive posed frames and trails bridge the gaps.
+        """
         sc = self.scene
-        frames = np.arange(max(0, t - length), t + 1)
+        window = np.arange(max(0, t - length), t + 1)
+        s_of = self.scene_frame[window]
+        frames = window[(s_of >= 0) & self.registered[np.maximum(s_of, 0)]]
         tid = self.point_track[points]
         X = sc.points[points]
         out = np.full((len(frames), len(points), 3), np.nan)
         ok = np.zeros((len(frames), len(points)), bool)
         for i, f in enumerate(frames):
             s = int(self.scene_frame[f])
-            if s < 0 or not self.registered[s]:
-                continue
             xy = self.tracks.xy[f, tid].astype(np.float64) * self.scene_xy_scale
             out[i] = lift_to_depth(xy, X, sc.world_from_cam[s], sc.K(s))
             ok[i] = self._visible[f, tid] & np.isfinite(out[i]).all(1)
@@ -541,6 +545,8 @@ class TrackViewer:
             segs = np.stack([lifted[:-1, 0][good], lifted[1:, 0][good]], 1).astype(np.float32)
             cols = np.tile(np.array(_SELECTED_COLOR, np.uint8), (len(segs), 2, 1))
             self.selected_trail_node = self._add_segments("/selected_trail", segs, cols, width=3.0)
+        elif getattr(self, "selected_trail_node", None) is not None:
+            self.selected_trail_node.visible = False
 
     # -------------------------------------------------------------- playback
     def _play_loop(self) -> None:
