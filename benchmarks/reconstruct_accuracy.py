@@ -179,7 +179,7 @@ def fmt(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["fox", "fountain-P11", "bear", "paragliding"])
-    ap.add_argument("--methods", nargs="+", default=["tracks:klt", "colmap:seq", "colmap:exh"])
+    ap.add_argument("--methods", nargs="*", default=["tracks:klt", "colmap:seq", "colmap:exh"])
     ap.add_argument("--tracks", nargs="*", default=[], metavar="DATASET=PATH",
                     help="extra tracks.npz per dataset (tracked on the same frames at --max-side)")
     ap.add_argument("--max-side", type=int, default=960)

@@ -36,14 +36,14 @@ COLMAP_PIXEL_OFFSET = 0.5
 
 @contextlib.contextmanager
 def quiet_colmap(enabled: bool = True) -> Iterator[None]:
-    """Silence COLMAP's glog INFO/WARNING lines unless debug logging is on."""
+    """Silence COLMAP's glog lines unless debug logging is on."""
     import pycolmap
 
     if not enabled or log.isEnabledFor(logging.DEBUG):
         yield
         return
     old = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = 2
+    pycolmap.logging.minloglevel = 3  # FATAL only: the outcomes are logged by this package
     try:
         yield
     finally:
