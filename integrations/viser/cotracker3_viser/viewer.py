@@ -537,14 +537,14 @@ class TrackViewer:
         p = self.scene.points[idx[:1]].astype(np.float32)
         self.selected_node = _compat.call(scene_api.add_point_cloud, "/selected", points=p,
                                           colors=np.array([_SELECTED_COLOR], np.uint8),
-                                          point_size=float(self.point_size.value) * 4,
+                                          point_size=max(float(self.point_size.value) * 8, 0.015 * self.extent),
                                           point_shape="circle", precision="float32")
         lifted, ok = self.lifted_trails(self.num_frames - 1, self.num_frames - 1, idx[:1])
         good = ok[:-1, 0] & ok[1:, 0]
         if good.any():
             segs = np.stack([lifted[:-1, 0][good], lifted[1:, 0][good]], 1).astype(np.float32)
             cols = np.tile(np.array(_SELECTED_COLOR, np.uint8), (len(segs), 2, 1))
-            self.selected_trail_node = self._add_segments("/selected_trail", segs, cols, width=3.0)
+            self.selected_trail_node = self._add_segments("/selected_trail", segs, cols, width=4.0)
         elif getattr(self, "selected_trail_node", None) is not None:
             self.selected_trail_node.visible = False
 
