@@ -1,9 +1,9 @@
 """Fast 2D overlay for the live viewer: tracks drawn with numpy scatter writes.
 
 :func:`cotracker3_plugin.io.draw_tracks` draws point by point with OpenCV (anti-aliased,
-best for saved videos) and takes about a second per frame at 20k tracks; the viewer
-redraws on every slider move, so here discs, rings and trail segments are stamped for
-all tracks at once. Visible points are filled discs, occluded points hollow rings,
+best for saved videos); the viewer redraws on every slider move, so here discs, rings
+and trail segments are stamped for all tracks at once (20k tracks with 10-frame trails
+at 640x360: 109 ms CPU here vs 304 ms for ``draw_tracks``, one run on a loaded machine). Visible points are filled discs, occluded points hollow rings,
 trails fade with age; colours come from :func:`cotracker3_plugin.io.query_colors` so
 the viewer and the rendered videos agree.
 """
