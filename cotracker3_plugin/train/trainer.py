@@ -339,10 +339,11 @@ class Trainer:
     # -- evaluation -------------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, float] | None:
-        if self.evaluator is None:
+        """Run the evaluator on rank 0 (every rank must call this: the others wait at a barrier)."""
+        if self.evaluator is None and self.dist.world_size == 1:
             return None
         metrics = None
-        if self.dist.is_main:
+        if self.dist.is_main and self.evaluator is not None:
             was_training = self.model.training
             self.model.eval()
             with torch.no_grad(), self.autocast():

@@ -74,7 +74,8 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str) ->
 
 
 def test_ddp_two_processes_gloo(tmp_path):
-    cfg = tiny(tmp_path, "ddp", num_steps=3, checkpoint_every=3)
+    # rank 0 alone evaluates (at steps 0 and 2): the other rank must wait for it, not deadlock
+    cfg = tiny(tmp_path, "ddp", num_steps=3, checkpoint_every=3, eval_every=2, eval_samples=1)
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for k, v in a["state"].items():
