@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bundled_model_eval.py --models pretrain=runs/pretrain/final.safetensors \\
         finetune=runs/finetune/final.safetensors [--json out.json] [--quick]
 
-A model spec is NAME=WHAT where WHAT is a checkpoint path, an official name
+A model spec is NAME=WHAT where WHAT is a checkpoint path (also a trainer's checkpoints/step_*.pth), an official name
 (cotracker3_offline / cotracker3_online), ``bundled``, or ``random`` (an untrained small model at
 96x128, a floor for the numbers). KLT (21x21 window, 4 levels) is always added unless --no-klt.
 
@@ -48,14 +48,16 @@ SYNTH_SEED = 7_000_001
 
 def load_tracker_model(spec: str, device: str):
     from cotracker3_plugin.model import CoTrackerConfig
-    from cotracker3_plugin.weights import build_model, load_model
+    from cotracker3_plugin.train.finetune import load_weights
+    from cotracker3_plugin.weights import build_model
 
     if spec == "random":
         torch.manual_seed(0)
         cfg = CoTrackerConfig.small()
         cfg.model_resolution = (96, 128)
         return build_model(cfg, False).to(device).eval()
-    return load_model(None if spec == "bundled" else spec, device=device)
+    # load_weights also reads the trainer's resumable checkpoints (checkpoints/step_*.pth)
+    return load_weights(None if spec == "bundled" else spec, device=device)
 
 
 # -- trackers with one interface: f(frames (T,H,W,3) uint8, queries (N,3) t,x,y) -> (xy, visible) ----

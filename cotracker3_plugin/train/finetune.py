@@ -401,11 +401,37 @@ def validate(cfg: FinetuneConfig) -> None:
         raise UserError("--seq-len must be at least 2.")
 
 
+def load_weights(spec: str | None, *, online: bool | None = None, device: torch.device | str = "cpu") -> nn.Module:
+    """``weights.load_model``, plus resumable training checkpoints (``checkpoints/step_*.pth`` of
+    ``cotracker3 train``/``finetune``, whose architecture is in their metadata)."""
+    from cotracker3_plugin.errors import CheckpointError
+    from cotracker3_plugin.weights import build_model, load_model
+
+    path = Path(spec) if spec is not None else None
+    if path is not None and path.suffix == ".pth" and path.is_file():
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e}). Pass a .pth/.safetensors "
+                                  "checkpoint.") from e
+        meta = ck.get("meta", {}) if isinstance(ck, dict) else {}
+        if isinstance(meta, dict) and "model_config" in meta and "model" in ck:
+            from cotracker3_plugin.model import CoTrackerConfig
+
+            config = CoTrackerConfig.from_dict(meta["model_config"])
+            file_online = bool(meta.get("online", False))
+            if online is not None and online != file_online:
+                raise UserError(f"{path} is a training checkpoint of the {'online' if file_online else 'offline'} "
+                                "model; convert it with weights.save_checkpoint to switch kinds, or drop --online.")
+            model = build_model(config, file_online)
+            model.load_state_dict(ck["model"])
+            return model.to(device).eval()
+    return load_model(spec, online=online, device=device)
+
+
 def build_student(cfg: FinetuneConfig) -> nn.Module:
     """The student in train mode, with vis_conf_head frozen unless disabled."""
-    from cotracker3_plugin.weights import load_model
-
-    model = load_model(cfg.init_from, online=cfg.online)
+    model = load_weights(cfg.init_from, online=cfg.online)
     if tuple(model.model_resolution) != tuple(cfg.crop_size):
         log.warning("the student was built for model resolution %s but the crops are %s; the motion encoding "
                     "keeps the checkpoint's scale", tuple(model.model_resolution), tuple(cfg.crop_size))

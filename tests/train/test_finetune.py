@@ -95,6 +95,11 @@ def test_finetune_trains_all_but_vis_conf_head(tmp_path, student_path, video_roo
     # the blank wall clip falls to the SIFT skip rule at some point in 4 steps of 3 videos
     assert r.losses[-1]["sift_skipped_total"] >= 1
     assert (tmp_path / "run" / "final.safetensors").is_file()
+    # a resumable training checkpoint loads as a model too (its architecture is in its metadata)
+    from cotracker3_plugin.train.finetune import load_weights
+
+    mid = load_weights(str(tmp_path / "run" / "checkpoints" / "step_00000004.pth")).state_dict()
+    assert all(torch.equal(mid[k], v) for k, v in after.items())
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 5
 
 
