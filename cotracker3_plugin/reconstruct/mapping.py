@@ -157,7 +157,7 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
                 camera_model: CameraModel = "SIMPLE_RADIAL", focal: float | None = None,
                 refine_focal: bool = True, num_threads: int = -1, seed: int = 0,
                 min_matches: int = 15, init_min_tri_angle: float = 8.0,
-                workdir: str | Path | None = None) -> MappingResult:
+                max_seconds: float | None = None, workdir: str | Path | None = None) -> MappingResult:
     """Map the frames of ``xy`` (F, N, 2) whose observations ``usable`` (F, N) are given.
 
     ``geoms`` hold the pair geometries (frame positions 0..F-1), ``static`` (N,) the
@@ -196,6 +196,8 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
                 opts.ba_global_frames_ratio = 1.4
                 opts.ba_global_points_ratio = 1.4
                 opts.ba_global_max_refinements = 2
+                if max_seconds:
+                    opts.max_runtime_seconds = int(max_seconds)
                 recs = pycolmap.incremental_mapping(str(db_path), str(work), str(out), opts)
             elif mapper == "global":
                 gopts = pycolmap.GlobalPipelineOptions()

@@ -84,6 +84,8 @@ class ReconstructConfig:
     """Statistical outlier removal: keep points within this many standard deviations."""
     voxel_size: float | None = None
     """Voxel thinning edge in scene units; default: 0.2% of the cloud's extent; 0 disables."""
+    max_mapping_seconds: float | None = 300.0
+    """Incremental mapper: stop after this long and keep what is registered (degenerate videos, e.g. pure panning, can search for an initial pair for many minutes); None: no limit."""
     num_threads: int = -1
     """Threads for COLMAP (-1: all cores)."""
     seed: int = 0
@@ -234,7 +236,8 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     stage("mapping")
     m = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
                     mapper=cfg.mapper, camera_model=cfg.camera_model, focal=cfg.focal,
-                    refine_focal=cfg.refine_focal, num_threads=cfg.num_threads, seed=cfg.seed)
+                    refine_focal=cfg.refine_focal, num_threads=cfg.num_threads, seed=cfg.seed,
+                    max_seconds=cfg.max_mapping_seconds)
     rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
     rep.sfm_mean_reprojection_error = m.mean_reprojection_error
     rep.frames_registered_by_mapper = int(m.registered.sum())
@@ -272,14 +275,19 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                            tri.points, m.camera, refine_focal=not fixed_focal,
                            refine_extra=cfg.camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
                            num_threads=cfg.num_threads)
-        wfc = ba.world_from_cam
-        K, dist, cam = camera_to_scene(ba.camera)
-        rep.focal = float(K[0, 0])
-        cams = [cam]
         stage("triangulation_final")
-        tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
-                                 max_error=cfg.max_reprojection_error,
-                                 min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+        if ba.camera.has_bogus_params(0.1, 10.0, 1.0) or not np.all(np.isfinite(ba.world_from_cam[registered])):
+            # Near-degenerate motion (e.g. panning) lets the focal length run away; keep the mapper's.
+            log.warning("bundle adjustment gave an implausible camera (%s); keeping the mapper's result",
+                        ba.camera.params_to_string())
+        else:
+            wfc = ba.world_from_cam
+            K, dist, cam = camera_to_scene(ba.camera)
+            rep.focal = float(K[0, 0])
+            cams = [cam]
+            tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
+                                     max_error=cfg.max_reprojection_error,
+                                     min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
     rep.points_triangulated = len(tri.points)
 
     stage("cleanup")
