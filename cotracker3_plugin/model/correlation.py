@@ -66,52 +66,76 @@ def sample_frame_patches(fmap: torch.Tensor, centers: torch.Tensor, radius: int)
     return out.view(bs, c, n, k * k)
 
 
-def sample_frame_patches_fast(fmap_cl: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
-    """Same values as :func:`sample_frame_patches` (up to float rounding), faster.
+def _integer_neighbourhood(
+    fmap_cl: torch.Tensor, centers: torch.Tensor, radius: int
+) -> tuple[torch.Tensor, ...]:
+    """The (2r+2) x (2r+2) integer pixels around each centre and the bilinear fractions.
 
-    fmap_cl (B*S, H, W, C) channels-last; centers (B*S, N, 2). Returns (B*S, N, (2r+1)^2, C).
-    Patch offsets are integers, so all samples of a patch share one pair of bilinear weights:
-    gather the (2r+2)^2 integer neighbours once (indices clamped to the map, which reproduces
-    ``padding_mode="border"``) and blend them.
+    fmap_cl (B*S, H, W, C) channels-last; centers (B*S, N, 2). Returns values
+    (B*S, N, 2r+2 [x], 2r+2 [y], C) and fractions fx, fy (B*S, N, 1, 1, 1). Indices are clamped
+    to the map, which reproduces ``padding_mode="border"``: outside the map both neighbours of a
+    sample are the same border pixel, whatever the weights.
     """
     bs, h, w, c = fmap_cl.shape
     n = centers.shape[1]
-    k = 2 * radius + 1
     base = torch.floor(centers)
     frac = centers - base
     steps = torch.arange(-radius, radius + 2, device=centers.device)
     ix = (base[..., 0].long()[..., None] + steps).clamp_(0, w - 1)  # (BS, N, k+1)
     iy = (base[..., 1].long()[..., None] + steps).clamp_(0, h - 1)
     frame = torch.arange(bs, device=centers.device).view(bs, 1, 1, 1) * (h * w)
-    idx = frame + ix[:, :, :, None] * 1 + iy[:, :, None, :] * w  # (BS, N, k+1 [x], k+1 [y])
-    vals = fmap_cl.reshape(bs * h * w, c).index_select(0, idx.reshape(-1)).view(bs, n, k + 1, k + 1, c)
+    idx = frame + ix[:, :, :, None] + iy[:, :, None, :] * w  # (BS, N, k+1 [x], k+1 [y])
+    vals = fmap_cl.reshape(bs * h * w, c).index_select(0, idx.reshape(-1))
+    k1 = 2 * radius + 2
     fx = frac[..., 0].view(bs, n, 1, 1, 1)
     fy = frac[..., 1].view(bs, n, 1, 1, 1)
-    top = vals[:, :, :-1, :-1] * (1 - fx) + vals[:, :, 1:, :-1] * fx  # y0 row, blended along x
-    bottom = vals[:, :, :-1, 1:] * (1 - fx) + vals[:, :, 1:, 1:] * fx
-    return (top * (1 - fy) + bottom * fy).view(bs, n, k * k, c)
+    return vals.view(bs, n, k1, k1, c), fx, fy
 
 
-def correlation_volume(
-    frame_patches: torch.Tensor, query_patches: torch.Tensor, channels_last: bool
+def correlation_volume_fast(
+    fmap_cl: torch.Tensor, centers: torch.Tensor, query_patches: torch.Tensor, radius: int
 ) -> torch.Tensor:
+    """:func:`correlation_volume` of :func:`sample_frame_patches`, computed faster.
+
+    Patch offsets are integers, so every sample of a patch has the same bilinear weights.
+    Correlate the query patch with the (2r+2)^2 integer neighbours first (one small matmul per
+    frame), then interpolate the correlations (bilinear sampling and the dot product are both
+    linear, so this is the same function; only the float rounding differs).
+
+    fmap_cl (B*S, H, W, C); centers (B*S, N, 2); query_patches (B, k*k, N, C).
+    Returns (B*S*N, k^4).
+    """
+    vals, fx, fy = _integer_neighbourhood(fmap_cl, centers, radius)
+    bs, n, k1, _, c = vals.shape
+    kk = query_patches.shape[1]
+    s = bs // query_patches.shape[0]
+    rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
+    vals = vals.view(bs, n, k1 * k1, c)
+    if torch.is_grad_enabled() and (vals.requires_grad or rhs.requires_grad):
+        corr = torch.stack([torch.bmm(vals[i], rhs[i // s]) for i in range(bs)])
+    else:
+        corr = vals.new_empty((bs, n, k1 * k1, kk))
+        for i in range(bs):
+            torch.bmm(vals[i], rhs[i // s], out=corr[i])
+    corr = corr.view(bs, n, k1, k1, kk)
+    corr = torch.lerp(corr[:, :, :-1], corr[:, :, 1:], fx)  # along x -> (BS, N, k, k+1, kk)
+    corr = torch.lerp(corr[:, :, :, :-1], corr[:, :, :, 1:], fy)  # along y -> (BS, N, k, k, kk)
+    return corr.reshape(bs * n, kk * kk)
+
+
+def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor) -> torch.Tensor:
     """All pairwise dot products between target-frame patches and query patches.
 
-    frame_patches: (B*S, C, N, k*k) from :func:`sample_frame_patches`, or (B*S, N, k*k, C) from
-    :func:`sample_frame_patches_fast` (``channels_last``); query_patches (B, k*k, N, C).
+    frame_patches (B*S, C, N, k*k) from :func:`sample_frame_patches`; query_patches (B, k*k, N, C).
     Returns (B*S*N, k^4) flattened as (target x, target y, query x, query y), i.e. the official
-    ``einsum("btnhwc,bnijc->btnhwij")`` without 1/sqrt(C) scaling.
+    ``einsum("btnhwc,bnijc->btnhwij")`` without 1/sqrt(C) scaling, with the same numbers.
     """
-    if channels_last:
-        bs, n, kk, c = frame_patches.shape
-    else:
-        bs, c, n, kk = frame_patches.shape
-    b = query_patches.shape[0]
-    s = bs // b
+    bs, c, n, kk = frame_patches.shape
+    s = bs // query_patches.shape[0]
     rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
-    # One small batched matmul per frame reads the patches in place (no big permuted copy);
-    # it gives the same numbers as the official einsum.
-    lhs = [frame_patches[i] if channels_last else frame_patches[i].permute(1, 2, 0) for i in range(bs)]
+    # One small batched matmul per frame reads the patches in place (the einsum would first
+    # copy all of them into a permuted layout).
+    lhs = [frame_patches[i].permute(1, 2, 0) for i in range(bs)]  # (N, k*k, C) views
     if torch.is_grad_enabled() and (frame_patches.requires_grad or query_patches.requires_grad):
         out = torch.stack([torch.bmm(lhs[i], rhs[i // s]) for i in range(bs)])  # autograd-friendly
     else:

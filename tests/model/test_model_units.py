@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from cotracker3_plugin.model import CoTrackerConfig, CoTrackerThreeOffline, CoTrackerThreeOnline
 from cotracker3_plugin.model.correlation import (
     correlation_volume,
+    correlation_volume_fast,
     patch_offsets,
     sample_frame_patches,
-    sample_frame_patches_fast,
 )
 from cotracker3_plugin.model.cotracker3 import motion_encoding
 from cotracker3_plugin.model.transformer import Attention
@@ -38,22 +38,22 @@ def test_sampling_known_values_and_border():
     fmap = (xs + 100 * ys)[None, None].repeat(1, 2, 1, 1)  # (1, C=2, H, W)
     centers = torch.tensor([[[4.25, 2.5], [-10.0, 50.0]]])
     exact = sample_frame_patches(fmap, centers, 1).view(1, 2, 2, 3, 3)[0, 0]  # (N, a, b)
-    fast = sample_frame_patches_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, 1).view(1, 2, 3, 3, 2)
     # Point 0: a = x offset, b = y offset.
     expected0 = torch.tensor([[(4.25 + dx) + 100 * (2.5 + dy) for dy in (-1, 0, 1)] for dx in (-1, 0, 1)])
     torch.testing.assert_close(exact[0], expected0, rtol=0, atol=1e-3)
     # Point 1 lies outside: border padding gives the corner pixel (x = 0, y = H - 1).
     torch.testing.assert_close(exact[1], torch.full((3, 3), 100.0 * (h - 1)))
-    torch.testing.assert_close(fast[0, :, :, :, 0], exact, rtol=0, atol=1e-3)
 
 
-def test_fast_sampling_matches_grid_sample():
+def test_fast_correlation_matches_exact():
     torch.manual_seed(0)
-    fmap = torch.randn(3, 16, 12, 20)
-    centers = torch.rand(3, 50, 2) * torch.tensor([30.0, 20.0]) - 5  # many outside the map
-    exact = sample_frame_patches(fmap, centers, 3)  # (BS, C, N, 49)
-    fast = sample_frame_patches_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, 3)  # (BS, N, 49, C)
-    torch.testing.assert_close(fast.permute(0, 3, 1, 2), exact, rtol=0, atol=2e-5)
+    b, s, n, c = 2, 3, 40, 16
+    fmap = torch.randn(b * s, c, 12, 20)
+    centers = torch.rand(b * s, n, 2) * torch.tensor([30.0, 20.0]) - 5  # many outside the map
+    qry = torch.randn(b, 49, n, c)
+    exact = correlation_volume(sample_frame_patches(fmap, centers, 3), qry)
+    fast = correlation_volume_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, qry, 3)
+    torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
 
 
 def test_correlation_volume_matches_einsum():
@@ -66,9 +66,7 @@ def test_correlation_volume_matches_einsum():
         tgt.view(b, s, c, n, 7, 7).permute(0, 1, 3, 4, 5, 2),
         qry.view(b, 7, 7, n, c).permute(0, 3, 1, 2, 4),
     ).reshape(b * s * n, 2401)
-    torch.testing.assert_close(correlation_volume(tgt, qry, channels_last=False), ref, rtol=0, atol=1e-5)
-    cl = tgt.permute(0, 2, 3, 1).contiguous()
-    torch.testing.assert_close(correlation_volume(cl, qry, channels_last=True), ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(correlation_volume(tgt, qry), ref, rtol=0, atol=1e-5)
 
 
 def test_fused_attention_matches_reference():
