@@ -188,8 +188,7 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
     Returns:
         Tracks with xy in input pixels, ``confidence = vis * conf`` and ``visible`` by ``rule``.
     """
-    vid = video_to_tensor(video)  # keeps the dtype; frames are converted window by window
-    vid = vid if vid.dtype == torch.uint8 else vid.float()
+    vid = video_to_tensor(video)  # uint8 stays uint8; frames are converted window by window
     num_frames, hw = vid.shape[1], (int(vid.shape[3]), int(vid.shape[4]))
     check_options(grid_size=grid_size, grid_query_frame=grid_query_frame, num_frames=num_frames,
                   rule=rule, iters=iters, support_grid_size=support_grid_size,

@@ -12,7 +12,11 @@ RULES = ("package", "official")
 
 
 def video_to_tensor(video, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Clip / (T,H,W,3) uint8 array / (1,T,3,H,W) tensor -> (1, T, 3, H, W) float32 in [0, 255]."""
+    """Clip / (T,H,W,3) uint8 array / (1,T,3,H,W) tensor -> (1, T, 3, H, W) tensor in [0, 255].
+
+    No copy: uint8 stays uint8 (a long clip as float32 would take 4x the memory); the
+    predictors convert one window at a time.
+    """
     if isinstance(video, Clip):
         video = video.frames
     if isinstance(video, np.ndarray):
@@ -41,7 +45,7 @@ def video_to_tensor(video, device: torch.device | str = "cpu") -> torch.Tensor:
         raise UserError("the video has no frames. Check the file, the frame range and the stride.")
     if h < 2 or w < 2:
         raise UserError(f"frames are {h}x{w} pixels; at least 2x2 is needed. Check the input.")
-    return out.float()
+    return out if out.dtype == torch.uint8 else out.float()
 
 
 def check_queries(queries, num_frames: int, hw: tuple[int, int]) -> torch.Tensor:

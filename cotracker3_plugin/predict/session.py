@@ -190,16 +190,16 @@ class OnlineSession:
             self._pending = np.concatenate([np.asarray(self._pending, np.float32).reshape(-1, 3),
                                             np.asarray(queries, np.float32).reshape(-1, 3)])
             return
+        if self._support:  # the model's buffers hold support points after the user points
+            raise UserError("add_queries is not supported together with add_support_grid=True. "
+                            "Create the session without the support grid.")
         q_in = self._check(queries, min_t=self._streamer.processed_end)
         res = model_hw(self.model)
         assert self._hw is not None
         q_m = q_in.clone()
         q_m[:, 1:] = xy_to_model(q_in[:, 1:], self._hw, res)
-        n_old = self.num_points
         self._q_in = torch.cat([self._q_in, q_in])
         self._q_m = torch.cat([self._q_m, q_m])
-        if self._support:  # keep user points first, support points last
-            raise UserError("add_queries is not supported together with add_support_grid=True.")
         if self._streamer.calls > 0:
             self._streamer.activate()
             _extend_streaming_state(self.model, len(q_in))
@@ -213,7 +213,6 @@ class OnlineSession:
                 visible=np.concatenate([part.visible, np.zeros((t, len(q_in)), bool)], 1),
                 confidence=np.concatenate([part.confidence, np.zeros((t, len(q_in)), np.float32)], 1),
                 queries=self._q_in.numpy(), frame_size=part.frame_size, meta=part.meta)
-        del n_old
 
     def _emit(self, upto: int) -> Tracks | None:
         assert self._streamer is not None and self._hw is not None
