@@ -68,15 +68,16 @@ class _Recorder:
 def offline_run(offline_model, inputs):
     """One train-mode forward (its last iteration is the eval output) with recorded intermediates."""
     video, queries = inputs
-    corr = _Recorder(offline_model.corr_mlp)
-    former = _Recorder(offline_model.updateformer)
+    recorders = [
+        _Recorder(m) for m in (offline_model.corr_mlp, offline_model.updateformer, offline_model.fnet)
+    ]
     try:
         with torch.no_grad():
             out = offline_model(video[:, :16], queries, iters=4, is_train=True)
     finally:
-        corr.handle.remove()
-        former.handle.remove()
-    return out, corr, former
+        for r in recorders:
+            r.handle.remove()
+    return (out, *recorders)
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +128,11 @@ def test_formula_checksums(reference_dir, offline_model):
 # -- offline ---------------------------------------------------------------------------------
 
 
-def test_offline_fnet_frame0(offline_model, inputs, fx):
-    video, _ = inputs
-    with torch.no_grad():
-        fmap = offline_model.fnet(2 * (video[0, :16] / 255.0) - 1.0)[:1]
-    _close(fmap, fx["offline_fnet_frame0"], ACT_TOL)
+def test_offline_fnet_frame0(offline_run, fx):
+    *_, fnet = offline_run
+    # The feature CNN ran once on the 16 normalised frames; frame 0 is the fixture.
+    assert fnet.inputs[0].shape == (16, 3, 96, 128) and float(fnet.inputs[0].min()) >= -1.0
+    _close(fnet.outputs[0][:1], fx["offline_fnet_frame0"], ACT_TOL)
 
 
 def test_offline_eval(offline_run, fx):
@@ -152,7 +153,7 @@ def test_offline_train_iters(offline_run, fx):
 
 
 def test_offline_intermediates(offline_run, fx_extra):
-    _, corr, former = offline_run
+    _, corr, former, _ = offline_run
     # corr_mlp is called per level and iteration: call 0 = iteration 0, level 0.
     vol = corr.inputs[0].view(16, 20, 7, 7, 7, 7)[:2]
     _close(vol, fx_extra["offline_it0_corr_volume_level0_frames0_1"], ACT_TOL)
