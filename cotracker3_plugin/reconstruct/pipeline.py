@@ -40,6 +40,10 @@ __all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "recon
            "reconstruct_detailed"]
 
 
+#: A mapper model with fewer 3D points than this is not trusted.
+MIN_MODEL_POINTS = 20
+
+
 @dataclass
 class ReconstructConfig:
     """How tracks become cameras and points."""
@@ -103,6 +107,8 @@ class ReconstructReport:
     """Frames with a pose in the end (mapper + absolute pose)."""
     frames_registered_by_mapper: int = 0
     frames_registered_by_pnp: int = 0
+    camera_implausible: bool = False
+    """The mapper's camera was absurd (focal far outside 0.1-10 image sizes, or huge distortion): poses dropped."""
     unregistered_frames: list[int] = field(default_factory=list)
     tracks: int = 0
     tracks_moving: int = 0
@@ -240,6 +246,23 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                     max_seconds=cfg.max_mapping_seconds)
     rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
     rep.sfm_mean_reprojection_error = m.mean_reprojection_error
+    if m.registered.any() and m.num_points < MIN_MODEL_POINTS:
+        # COLMAP can keep a model of frames registered to one another without any 3D point
+        # (pure rotation): its translations are arbitrary.
+        log.warning("the mapper's model has %d 3D points: no usable structure (too little camera "
+                    "translation?); no poses", m.num_points)
+        m.registered[:] = False
+        m.world_from_cam[:] = np.nan
+    if m.registered.any() and m.camera.has_bogus_params(0.1, 10.0, 1.0):
+        # Pure rotation or a scene dominated by a moving object: the mapper "succeeds" with a
+        # focal length of many image widths or a huge distortion; those poses are not usable.
+        log.warning("the mapper's camera is implausible (%s %s for a %dx%d image): the camera motion "
+                    "does not allow reconstruction (panning only, or mostly moving objects); no poses",
+                    m.camera.model.name, m.camera.params_to_string(), tracks.frame_size[1],
+                    tracks.frame_size[0])
+        rep.camera_implausible = True
+        m.registered[:] = False
+        m.world_from_cam[:] = np.nan
     rep.frames_registered_by_mapper = int(m.registered.sum())
     K, dist, cam = camera_to_scene(m.camera)
     rep.focal = float(K[0, 0])

@@ -77,3 +77,22 @@ def test_global_mapper_and_subsampling():
     assert e.num_registered == 40  # the skipped frames get poses from the points
     assert e.rotation_error_max_deg < 0.5 and e.ate_relative < 0.01
     assert np.all(res.scene.colors == 128)
+
+
+def test_pure_rotation_gives_no_poses_rather_than_wrong_ones():
+    # A camera turning on the spot: no parallax, no structure from motion.
+    from cotracker3_plugin.tracks import Tracks
+
+    rng = np.random.default_rng(6)
+    T, n, f = 12, 300, 500.0
+    pts = rng.uniform([-6, -3, 5], [6, 3, 10], (n, 3))
+    yaw = np.radians(np.linspace(-8, 8, T))
+    R = np.stack([[[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]] for a in yaw])  # cam_from_world
+    pc = np.einsum("tij,nj->tni", R, pts)
+    xy = f * pc[..., :2] / pc[..., 2:] + [319.5, 239.5] + rng.normal(0, 0.5, (T, n, 2))
+    vis = (xy[..., 0] > 0) & (xy[..., 0] < 639) & (xy[..., 1] > 0) & (xy[..., 1] < 479)
+    tracks = Tracks(xy, vis, vis.astype(np.float32), np.zeros((n, 3)), (480, 640))
+    res = reconstruct_detailed(tracks, None, ReconstructConfig(num_threads=2, max_mapping_seconds=60))
+    sc = res.scene
+    assert sc.num_registered == 0 and res.report.unregistered_frames == list(range(T))
+    assert len(sc.points) == 0
