@@ -126,11 +126,11 @@ def eval_synthetic(samples: list, tracker) -> dict:
 # -- forward-backward consistency on real videos -----------------------------------------------------
 
 
-def real_clips(side: int, max_frames: int) -> dict[str, np.ndarray]:
+def real_clips(side: int, max_frames: int, max_videos: int | None = None) -> dict[str, np.ndarray]:
     from cotracker3_plugin.io import load_clip
 
     out = {}
-    for p in sorted((SHARED / "data" / "videos").glob("*.mp4")):
+    for p in sorted((SHARED / "data" / "videos").glob("*.mp4"))[:max_videos]:
         frames = load_clip(p, max_side=side).frames[:max_frames]
         h, w = (frames.shape[1] // 4) * 4, (frames.shape[2] // 4) * 4
         out[p.stem] = np.ascontiguousarray(frames[:, :h, :w])
@@ -199,13 +199,16 @@ def main() -> None:
     ap.add_argument("--synthetic-clips", type=int, default=16, help="held-out synthetic clips")
     ap.add_argument("--fb-side", type=int, default=256, help="longer side of the real videos for FB/fps")
     ap.add_argument("--fb-frames", type=int, default=48, help="frames of each real video for FB/fps")
+    ap.add_argument("--fb-videos", type=int, default=None, help="use only the first N real videos for FB/fps")
     ap.add_argument("--skip", nargs="*", default=[], choices=["bench", "badja", "synthetic", "fb"])
-    ap.add_argument("--quick", action="store_true", help="2 benchmark videos, 4 synthetic clips, 24 frames")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 benchmark videos, 4 synthetic clips, 3 real videos of 24 frames")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     if args.quick:
         args.bench_videos, args.synthetic_clips, args.fb_frames = 2, 4, 24
+        args.fb_videos = args.fb_videos or 3
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -243,7 +246,7 @@ def main() -> None:
                 results[name]["synthetic"] = eval_synthetic(samples, t["eval"])
                 print(f"[{time.perf_counter() - t0:6.1f} s] {name}: synthetic")
         if "fb" not in args.skip:
-            clips = real_clips(args.fb_side, args.fb_frames)
+            clips = real_clips(args.fb_side, args.fb_frames, args.fb_videos)
             for name, t in trackers.items():
                 t0 = time.perf_counter()
                 results[name]["fb"] = eval_forward_backward(clips, t["predict"])
