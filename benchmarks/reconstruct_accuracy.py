@@ -30,7 +30,7 @@ the seconds are inflated several times and only comparable within a row pair), -
 | fountain-P11 | tracks (KLT) | 11/11 | 0.029 m | 0.19% | 0.21 / 0.37 | 1932 | 0.38 | 71 |
 | fountain-P11 | colmap:seq | 11/11 | 0.026 m | 0.18% | 0.19 / 0.34 | 8972 | 0.19 | 264 |
 | fountain-P11 | colmap:exh | 11/11 | 0.027 m | 0.18% | 0.18 / 0.34 | 9085 | 0.19 | 226 |
-| bear (1/2) | tracks (KLT) | 0/41 (camera implausible, dropped) | | | | 0 | | ~250 |
+| bear (1/2) | tracks (KLT) | 0/41 (mapper camera f 16786 px: dropped; run at max-side 480) | | | | 0 | | ~270 |
 | bear (1/2) | colmap:seq | 10/41, 0 points, 2 models | | | | 0 | | 1328 |
 | paragliding (1/2) | tracks (KLT) | 0/35 (camera implausible: f 3967 px, k1 1.6) | | | | 0 | | ~110 |
 | paragliding (1/2) | colmap:seq | 13/35, 2 models | | | | 5211 | 0.32 | 605 |
