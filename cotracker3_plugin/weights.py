@@ -131,7 +131,9 @@ def _summarise(items: list[str]) -> str:
     return f"{len(items)} ({shown}{more})"
 
 
-def _read_pth(path: Path) -> dict[str, torch.Tensor]:
+def _read_pth(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state dict, metadata) of a .pth: a plain or wrapped state dict, or a resumable training
+    checkpoint of ``cotracker3 train``/``finetune`` (its architecture is in ``meta``)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -140,6 +142,10 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
             "Only plain state dicts are read (pickled code is never executed); pass an official "
             "CoTracker3 .pth or a .safetensors file written by cotracker3_plugin."
         ) from e
+    meta: dict[str, str] = {}
+    if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) and "model_config" in obj["meta"]:
+        meta = {META_CONFIG: json.dumps(obj["meta"]["model_config"]),
+                META_KIND: "online" if obj["meta"].get("online") else "offline"}
     if isinstance(obj, dict):
         for wrapper in ("model", "state_dict"):
             if wrapper in obj and isinstance(obj[wrapper], dict):
@@ -154,7 +160,7 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
     # DistributedDataParallel checkpoints prefix every key with "module.".
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return dict(obj)
+    return dict(obj), meta
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -269,7 +275,7 @@ def load_model(
     if path.suffix == ".safetensors":
         state, meta = _read_safetensors(path)
     else:
-        state, meta = _read_pth(path), {}
+        state, meta = _read_pth(path)
     config, file_online = _infer_config(state, meta, path)
     if online is not None and online != file_online:
         # time_emb is a fixed sin-cos table of the window length: rebuild it for the new kind.

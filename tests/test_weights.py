@@ -247,3 +247,21 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     assert weights.cache_dir() == tmp_path
     monkeypatch.delenv("COTRACKER3_CACHE")
     assert weights.cache_dir() == Path.home() / ".cache" / "cotracker3"
+
+
+def test_training_checkpoint_loads_with_its_architecture(tmp_path):
+    """A resumable `cotracker3 train` checkpoint (state dict + optimizer + meta) loads directly."""
+    import dataclasses
+
+    from cotracker3_plugin.model import CoTrackerConfig, CoTrackerThreeOnline
+    from cotracker3_plugin.weights import load_model
+
+    cfg = dataclasses.replace(CoTrackerConfig.small(online=True), model_resolution=(96, 128))
+    model = CoTrackerThreeOnline(cfg)
+    path = tmp_path / "step_00000010.pth"
+    torch.save({"model": model.state_dict(), "optimizer": {}, "step": 10,
+                "meta": {"model_config": cfg.to_dict(), "online": True}}, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, CoTrackerThreeOnline) and tuple(loaded.model_resolution) == (96, 128)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
