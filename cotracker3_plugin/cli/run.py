@@ -33,11 +33,15 @@ class Config:
     / `cotracker3_online` for the official weights (a download; CC-BY-NC), or a .pth/.safetensors path."""
     tracker: Literal["cotracker3", "cotracker3-online", "klt"] = "cotracker3"
     """Which tracker makes the correspondences (`klt`: OpenCV Lucas-Kanade, no weights)."""
-    grid_size: int = 20
+    grid_size: int = 16
     """Query points per side of the grid laid on each query frame."""
-    num_query_frames: int = 4
-    """Frames (spread over the clip) that get a query grid; tracks run both ways in time."""
-    num_frames_target: int = 100
+    num_query_frames: int = 3
+    """Frames (spread over the clip) that get a query grid; the offline model tracks each point
+    through the whole clip, before and after its query frame."""
+    backward_tracking: bool = False
+    """Also run the model on the reversed video for the frames before each query (the official
+    predictor's option; twice the tracking time)."""
+    num_frames_target: int = 48
     """Keep about this many frames of the video (every k-th frame, as ns-process-data does)."""
     max_side: int = 640
     """Downscale frames so the longer side is at most this many pixels (dataset images too)."""
@@ -108,7 +112,8 @@ def run(cfg: Config) -> int:
             device = resolve_device(cfg.device)
             model = load_model_verbose(cfg.model, online=online or None, device=device)
             with progress_callback("tracking", enabled=bars, unit="frames") as cb:
-                tracks = track(clip, model, queries=queries, backward_tracking=True, progress=cb)
+                tracks = track(clip, model, queries=queries, backward_tracking=cfg.backward_tracking,
+                               progress=cb)
     log.info("%d tracks, %.0f%% visible", tracks.num_points, 100 * tracks.mean_visibility())
 
     with sw("reconstruct"):
