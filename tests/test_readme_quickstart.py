@@ -55,6 +55,7 @@ def test_ci_runs_the_readme_test_command():
 def test_quickstart_job_runs_verbatim(tmp_path):
     _, job = _steps("quickstart")
     assert job and job[0].startswith("cotracker3 run "), job
+    assert any(s.startswith("cotracker3 track ") and "--model" not in s for s in job), "bundled model unused"
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     for step in job:
@@ -63,10 +64,14 @@ def test_quickstart_job_runs_verbatim(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "cotracker3_plugin", *argv[1:]], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=1500)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        if argv[1] == "run":
+            assert "cotracker3 view" in proc.stdout
     out = tmp_path / "outputs" / "quickstart"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_registered"] >= 2 and summary["points"] > 0, summary
     transforms = json.loads((out / "transforms.json").read_text())
     assert len(transforms["frames"]) == summary["frames_registered"]
     assert (out / "sparse_pc.ply").is_file() and (out / "colmap" / "sparse" / "0" / "cameras.bin").is_file()
-    assert "cotracker3 view" in proc.stdout
+    tracks = json.loads((tmp_path / "outputs" / "quickstart_tracks" / "summary.json").read_text())
+    assert tracks["frames"] == 87 and tracks["points"] > 0, tracks
+    assert (tmp_path / "outputs" / "quickstart_tracks" / "tracks.mp4").is_file()
