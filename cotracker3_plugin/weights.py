@@ -138,8 +138,10 @@ def _read_pth(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(
-            f"{path} is not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "Only plain state dicts are read (pickled code is never executed); pass an official "
+            # torch's own message suggests weights_only=False, which would run pickled code: not shown.
+            f"{path} is not a loadable PyTorch checkpoint ({type(e).__name__}): it is corrupt, not a checkpoint, "
+            "or it pickles objects other than tensors. Only plain state dicts are read (pickled code is never "
+            "executed, and this package will not load such a file); pass an official "
             "CoTracker3 .pth or a .safetensors file written by cotracker3_plugin."
         ) from e
     meta: dict[str, str] = {}
