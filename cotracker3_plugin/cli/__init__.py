@@ -8,12 +8,9 @@ and nerfstudio integrations stay optional.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import logging
 import sys
-
-from cotracker3_plugin.errors import UserError
 
 #: name -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,27 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cotracker3 {name}: a dependency is missing ({e}). Install the extras: "
               "pip install -c constraints.txt 'cotracker3-plugin[all]'", file=sys.stderr)
         return 2
-    try:
-        cfg = tyro.cli(module.Config, args=rest, prog=f"cotracker3 {name}",
-                       description=module.__doc__)
-        code = module.run(cfg)
-        return int(code or 0)
-    except UserError as e:
-        if verbose:
-            raise
-        print(f"\nError: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted: partial outputs were removed.", file=sys.stderr)
-        return 130
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or verbose:
-            raise
-        print(f"\nError: the disk is full ({e.strerror}) while writing {e.filename or 'the outputs'}. "
-              "Partial outputs were removed. Free some space or choose an --output on another disk.",
-              file=sys.stderr)
-        return 2
+    from cotracker3_plugin.cli._common import run_reporting_errors
 
+    def call() -> int | None:
+        cfg = tyro.cli(module.Config, args=rest, prog=f"cotracker3 {name}", description=module.__doc__)
+        return module.run(cfg)
+
+    return run_reporting_errors(call, verbose=verbose)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -159,3 +159,31 @@ def progress_callback(desc: str, *, enabled: bool = True,
         yield callback
     finally:
         bar.close()
+
+
+def run_reporting_errors(fn: Callable[[], Any], *, verbose: bool = False) -> int:
+    """Run ``fn`` and turn user-facing failures into one-paragraph messages and exit codes.
+
+    UserError -> its message, exit 2; Ctrl-C -> exit 130 (atomic outputs were already removed
+    by the writers); a full disk -> a message naming it, exit 2. With ``verbose`` the
+    exceptions propagate with their traceback. Other exceptions always propagate (bugs).
+    """
+    import errno
+
+    try:
+        return int(fn() or 0)
+    except UserError as e:
+        if verbose:
+            raise
+        print(f"\nError: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted: partial outputs were removed.", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or verbose:
+            raise
+        print(f"\nError: the disk is full ({e.strerror}) while writing {e.filename or 'the outputs'}. "
+              "Partial outputs were removed. Free some space or choose an --output on another disk.",
+              file=sys.stderr)
+        return 2

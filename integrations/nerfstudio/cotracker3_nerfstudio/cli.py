@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 from cotracker3_nerfstudio.process_data import ProcessDataConfig, process_data, registered_summary
-from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.cli._common import run_reporting_errors
 
 
 @dataclass(kw_only=True)
@@ -61,16 +61,12 @@ def main(args: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     cmd = _parse(raw)
     start = time.perf_counter()
-    try:
-        out = process_data(cmd.data, cmd.output_dir, cmd.config())
-    except UserError as e:
-        if verbose:
-            raise
-        print(f"\nError: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted: the partial dataset was removed.", file=sys.stderr)
-        return 130
+    result: list[Path] = []
+    code = run_reporting_errors(lambda: result.append(process_data(cmd.data, cmd.output_dir, cmd.config())),
+                                verbose=verbose)
+    if code:
+        return code
+    out = result[0]
     s = registered_summary(out)
     print(f"Tracked {s['tracks']} points through {s['frames']} frames; registered {s['registered']} of "
           f"{s['frames']} frames ({100 * s['registered_share']:.0f}%), {s['points']} 3D points, "
