@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/runs/bundled}"
 PRETRAIN_STEPS="${2:-600}"
-FINETUNE_STEPS="${3:-100}"
+FINETUNE_STEPS="${3:-50}"
 SHARED="${COTRACKER3_SHARED:-$ROOT/../shared}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
