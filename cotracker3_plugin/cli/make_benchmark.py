@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 
@@ -35,26 +36,8 @@ class Config:
 
     output: Path = Path("benchmark")
     """Output folder (written atomically)."""
-    seed: int = 0
-    """Seed for every random choice."""
-    num_videos: int = 8
-    """Number of videos."""
-    min_frames: int = 24
-    """Fewest frames per video."""
-    max_frames: int = 48
-    """Most frames per video."""
-    size: int = 256
-    """Frame side in pixels (square, as TAP-Vid evaluates)."""
-    min_points: int = 64
-    """Fewest tracked points per video."""
-    max_points: int = 256
-    """Most tracked points per video."""
-    max_occluders: int = 3
-    """Most moving occluders per video."""
-    motion: float = 1.0
-    """Scale of the camera motion; 0 gives a still camera."""
-    sources: list[Path] = field(default_factory=list)
-    """Images, videos or folders of them to draw from (default: the shared real data: videos, fox and Strecha photos)."""
+    benchmark: Annotated[BenchmarkConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=BenchmarkConfig)
+    """How to make the benchmark (flags without a prefix: --seed, --num-videos, ...)."""
     overwrite: bool = False
     """Replace the output folder if it exists."""
     verbose: bool = False
@@ -62,11 +45,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
-    bench = BenchmarkConfig(
-        seed=cfg.seed, num_videos=cfg.num_videos, min_frames=cfg.min_frames, max_frames=cfg.max_frames,
-        size=cfg.size, min_points=cfg.min_points, max_points=cfg.max_points,
-        max_occluders=cfg.max_occluders, motion=cfg.motion, sources=[str(s) for s in cfg.sources],
-    )
+    bench = cfg.benchmark
     if cfg.output.exists() and not cfg.overwrite:
         # Fail before the work, not after it (write_benchmark checks again).
         from cotracker3_plugin.errors import OutputExistsError
