@@ -13,8 +13,20 @@ from torch import nn
 
 
 def _instance_norm(x: torch.Tensor) -> torch.Tensor:
-    # nn.InstanceNorm2d() defaults: no affine, no running stats, eps 1e-5.
-    return F.instance_norm(x, eps=1e-5)
+    """``nn.InstanceNorm2d()`` (no affine, no running stats, eps 1e-5), layout-preserving.
+
+    ``F.instance_norm`` folds the batch into channels, which copies a channels-last tensor back
+    to NCHW; a per-image batch norm keeps channels-last (whose convolutions are ~30 % faster
+    on CPU) at the same cost as the NCHW instance norm.
+    """
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.instance_norm(x, eps=1e-5)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return torch.cat([F.batch_norm(x[i : i + 1], None, None, training=True, eps=1e-5) for i in range(len(x))])
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        out[i : i + 1] = F.batch_norm(x[i : i + 1], None, None, training=True, eps=1e-5)
+    return out
 
 
 class ResidualBlock(nn.Module):
@@ -30,11 +42,11 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(_instance_norm(self.conv1(x)))
-        y = F.relu(_instance_norm(self.conv2(y)))
+        y = F.relu(_instance_norm(self.conv1(x)), inplace=True)
+        y = F.relu(_instance_norm(self.conv2(y)), inplace=True)
         if self.downsample is not None:
             x = _instance_norm(self.downsample[0](x))
-        return F.relu(x + y)
+        return F.relu(x + y, inplace=True)
 
 
 class BasicEncoder(nn.Module):
@@ -65,11 +77,11 @@ class BasicEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = (x.shape[-2] // self.stride, x.shape[-1] // self.stride)
-        x = F.relu(_instance_norm(self.conv1(x)))
+        x = F.relu(_instance_norm(self.conv1(x)), inplace=True)
         a = self.layer1(x)
         b = self.layer2(a)
         c = self.layer3(b)
         d = self.layer4(c)
         feats = [F.interpolate(f, size, mode="bilinear", align_corners=True) for f in (a, b, c, d)]
-        x = F.relu(_instance_norm(self.conv2(torch.cat(feats, dim=1))))
+        x = F.relu(_instance_norm(self.conv2(torch.cat(feats, dim=1))), inplace=True)
         return self.conv3(x)
