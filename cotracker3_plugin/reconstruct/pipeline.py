@@ -62,10 +62,14 @@ class ReconstructConfig:
     """At most this many frames go to the mapper (evenly spread); the others as for ``stride``."""
     register_skipped_frames: bool = True
     """Give frames left out of mapping (or not registered by it) a pose by absolute-pose RANSAC."""
+    max_pnp_rounds: int = 20
+    """Absolute-pose registration repeats (after triangulating with the new frames) up to this many times."""
     final_bundle_adjustment: bool = True
     """After that, refine all poses, the camera and the points together (COLMAP bundle adjustment), then triangulate again."""
     max_sfm_tracks: int = 800
     """Tracks handed to the mapper (spread over the image, longest first); all tracks are triangulated."""
+    min_sfm_tracks_per_frame: int = 150
+    """More tracks go to the mapper where a frame sees fewer than this many of the chosen ones."""
     margin: float = 4.0
     """Ignore observations closer than this many pixels to the frame border."""
     min_confidence: float | None = None
@@ -143,26 +147,48 @@ def _select_frames(T: int, stride: int, max_frames: int) -> np.ndarray:
     return frames
 
 
+def _spread_pick(cand: np.ndarray, pos: np.ndarray, length: np.ndarray, frame_size: tuple[int, int], k: int,
+                 rng: np.random.Generator, cells: int = 12) -> np.ndarray:
+    """``k`` of the tracks ``cand`` at image positions ``pos``: round-robin over grid cells, longest first."""
+    if len(cand) <= k:
+        return cand
+    h, w = frame_size
+    cell = (np.clip(pos[:, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
+            + np.clip(pos[:, 0] / w * cells, 0, cells - 1).astype(np.int64))
+    tiebreak = rng.random(len(cand))
+    order = np.lexsort((tiebreak, -length, cell))
+    sorted_cells = cell[order]
+    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.arange(len(order)) - start  # rank of the track inside its cell
+    return cand[order[np.lexsort((-length[order], rank))[:k]]]
+
+
 def _select_sfm_tracks(xy: np.ndarray, usable: np.ndarray, static: np.ndarray, frame_size: tuple[int, int],
-                       max_tracks: int, seed: int, cells: int = 12) -> np.ndarray:
-    """Long static tracks spread over the image: round-robin over grid cells of the mean position."""
+                       max_tracks: int, seed: int, cells: int = 12, min_per_frame: int = 0) -> np.ndarray:
+    """Long static tracks spread over the image: round-robin over grid cells of the mean position.
+
+    Then every frame that sees fewer than ``min_per_frame`` of them gets more, picked the same
+    way among the tracks it sees (so that frames far from where most long tracks live, e.g.
+    after a gap or a fast motion, still reach the mapper; the total may exceed ``max_tracks``).
+    """
     n_obs = usable.sum(0)
     cand = np.flatnonzero(static & (n_obs >= 2))
     if len(cand) <= max_tracks:
         return cand
-    h, w = frame_size
+    rng = np.random.default_rng(seed)
     with np.errstate(invalid="ignore"):
         mean_xy = np.nansum(np.where(usable[..., None], xy, 0), axis=0) / np.maximum(n_obs, 1)[:, None]
-    cell = (np.clip(mean_xy[cand, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
-            + np.clip(mean_xy[cand, 0] / w * cells, 0, cells - 1).astype(np.int64))
-    rng = np.random.default_rng(seed)
-    tiebreak = rng.random(len(cand))
-    order = np.lexsort((tiebreak, -n_obs[cand], cell))
-    sorted_cells = cell[order]
-    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
-    rank = np.arange(len(order)) - start  # rank of the track inside its cell
-    pick = order[np.lexsort((-n_obs[cand][order], rank))[:max_tracks]]
-    return np.sort(cand[pick])
+    chosen = np.zeros(usable.shape[1], dtype=bool)
+    chosen[_spread_pick(cand, mean_xy[cand], n_obs[cand], frame_size, max_tracks, rng, cells)] = True
+    eligible = np.zeros_like(chosen)
+    eligible[cand] = True
+    for t in np.argsort(usable[:, chosen].sum(1), kind="stable"):
+        missing = min_per_frame - int((usable[t] & chosen).sum())
+        if missing <= 0:
+            continue
+        more = np.flatnonzero(usable[t] & eligible & ~chosen)
+        chosen[_spread_pick(more, xy[t, more], n_obs[more], frame_size, missing, rng, cells)] = True
+    return np.flatnonzero(chosen)
 
 
 def _register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts: np.ndarray,
@@ -234,7 +260,8 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     static, geoms = moving_track_filter(sub, usable_f, pairs, threshold=cfg.epipolar_threshold,
                                         max_outlier_ratio=cfg.moving_outlier_ratio, seed=cfg.seed)
     rep.tracks_moving = int((~static).sum())
-    sfm_ids = _select_sfm_tracks(xy_f, usable_f, static, tracks.frame_size, cfg.max_sfm_tracks, cfg.seed)
+    sfm_ids = _select_sfm_tracks(xy_f, usable_f, static, tracks.frame_size, cfg.max_sfm_tracks, cfg.seed,
+                                 min_per_frame=cfg.min_sfm_tracks_per_frame)
     rep.sfm_tracks = len(sfm_ids)
     sfm_mask = np.zeros(N, dtype=bool)
     sfm_mask[sfm_ids] = True
@@ -280,17 +307,24 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
                              max_error=cfg.max_reprojection_error,
                              min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
-    if cfg.register_skipped_frames and len(tri.points) >= 20:
+    rounds = 0
+    while cfg.register_skipped_frames and len(tri.points) >= 20 and rounds < cfg.max_pnp_rounds:
+        # Each round registers the frames that see enough triangulated tracks; their views
+        # triangulate more tracks, which reach further frames (e.g. the rest of a video the
+        # mapper split into several models).
+        rounds += 1
         todo = np.flatnonzero(~registered)
+        # Later rounds rest on points seen from few, newly registered frames: ask for more support.
         poses = _register_by_pnp(todo, tracks.xy, usable_static, tri.points, tri.track_ids, cam,
-                                 max_error=cfg.max_reprojection_error)
+                                 min_inliers=20 if rounds == 1 else 50, max_error=cfg.max_reprojection_error)
+        if not poses:
+            break
         for t, pose in poses.items():
             wfc[t], registered[t] = pose, True
-        if poses:  # the new frames add views (and angle) to the points
-            tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams,
-                                     cidx, max_error=cfg.max_reprojection_error,
-                                     min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
-        rep.frames_registered_by_pnp = len(poses)
+        rep.frames_registered_by_pnp += len(poses)
+        tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams,
+                                 cidx, max_error=cfg.max_reprojection_error,
+                                 min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
     if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
         stage("bundle_adjustment")
         fixed_focal = cfg.focal is not None and not cfg.refine_focal

@@ -34,12 +34,18 @@ def test_select_frames_stride_and_cap():
     assert len(f) == 100 and f[0] == 0 and f[-1] == 999
 
 
-def test_sfm_tracks_are_static_long_and_spread():
-    rng = np.random.default_rng(0)
-    T, N = 10, 2000
+def _still_points(rng: np.random.Generator, T: int, N: int) -> np.ndarray:
+    """(T, N, 2) positions of N points that stay put in a 640x480 frame."""
     xy = np.zeros((T, N, 2))
     xy[..., 0] = rng.uniform(0, 640, N)
     xy[..., 1] = rng.uniform(0, 480, N)
+    return xy
+
+
+def test_sfm_tracks_are_static_long_and_spread():
+    rng = np.random.default_rng(0)
+    T, N = 10, 2000
+    xy = _still_points(rng, T, N)
     usable = rng.random((T, N)) < rng.uniform(0.2, 1.0, N)
     static = np.ones(N, bool)
     static[:100] = False
@@ -51,3 +57,18 @@ def test_sfm_tracks_are_static_long_and_spread():
     assert counts.min() > 20
     # Long first: the chosen tracks are longer than the average.
     assert usable.sum(0)[ids].mean() > usable.sum(0)[100:].mean()
+
+
+def test_sfm_tracks_cover_every_frame():
+    # Long tracks live in frames 0-19, the frames after them see only shorter tracks: the cap
+    # alone would hand the mapper nothing for frames 20-29.
+    T, N = 30, 1500
+    xy = _still_points(np.random.default_rng(1), T, N)
+    usable = np.zeros((T, N), bool)
+    usable[:20, :1200] = True
+    usable[15:, 1200:] = True
+    static = np.ones(N, bool)
+    assert usable[20:, _select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0)].sum() == 0
+    ids = _select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0, min_per_frame=60)
+    assert usable[:, ids].sum(1).min() >= 60
+    assert len(ids) == 260  # 200 plus what frames 20-29 lacked (60 tracks they all see)
