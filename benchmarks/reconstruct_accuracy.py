@@ -58,7 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cotracker3_plugin.evaluate.klt import klt_track  # noqa: E402
+from cotracker3_plugin.evaluate.klt import klt_video_tracks  # noqa: E402
 from cotracker3_plugin.reconstruct import ReconstructConfig, reconstruct_detailed  # noqa: E402
 from cotracker3_plugin.reconstruct.align import compare_poses, opengl_to_opencv  # noqa: E402
 from cotracker3_plugin.reconstruct.mapping import quiet_colmap  # noqa: E402
@@ -111,19 +111,13 @@ def load_video(name: str, stride: int, max_side: int) -> Dataset:
 
 
 # ----------------------------------------------------------------------------- methods
-def klt_tracks(frames: np.ndarray, query_frames: int = 5, corners: int = 800) -> Tracks:
-    """KLT tracks from Shi-Tomasi corners on evenly spaced frames, tracked both ways."""
-    T = len(frames)
-    qs = []
-    for t in np.unique(np.round(np.linspace(0, T - 1, query_frames)).astype(int)):
-        gray = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
-        pts = cv2.goodFeaturesToTrack(gray, maxCorners=corners, qualityLevel=0.01, minDistance=7)
-        if pts is not None:
-            pts = pts.reshape(-1, 2)
-            qs.append(np.concatenate([np.full((len(pts), 1), t), pts], axis=1))
-    queries = np.concatenate(qs).astype(np.float32)
-    xy, vis = klt_track(frames, queries, sticky_loss=True, fb_threshold=1.0)
-    return Tracks(xy, vis, vis.astype(np.float32), queries, frames.shape[1:3], meta={"model": "klt"})
+def klt_tracks(frames: np.ndarray) -> Tracks:
+    """KLT tracks for SfM (evaluate.klt.klt_video_tracks): corners re-seeded on every 4th frame,
+    tracked both ways, steps that lose points retried from a global similarity, and key frames
+    that share few tracks linked directly."""
+    xy, vis, queries = klt_video_tracks(frames)
+    return Tracks(xy, vis, vis.astype(np.float32), queries.astype(np.float32), frames.shape[1:3],
+                  meta={"model": "klt"})
 
 
 def run_tracks(tracks: Tracks, frames: np.ndarray, mapper: str = "incremental") -> tuple[np.ndarray, dict]:
