@@ -175,10 +175,11 @@ def default_tracker(config: ProcessDataConfig) -> Tracker:
 
     if config.tracker == "klt":
         def klt(clip: Clip) -> Tracks:
-            from cotracker3_plugin.evaluate.klt import klt_track
+            from cotracker3_plugin.evaluate.klt import klt_video_tracks
 
-            q = queries_of(clip)
-            xy, visible = klt_track(clip.frames, q)[:2]
+            # Corners re-seeded on every 4th frame, steps pre-aligned, gaps linked: the KLT
+            # tracks made for structure from motion (grid_size / num_query_frames don't apply).
+            xy, visible, q = klt_video_tracks(clip.frames)
             return Tracks(xy=xy, visible=visible, confidence=visible.astype(np.float32), queries=q,
                           frame_size=clip.frame_size, meta={"tracker": "klt"})
         return klt
