@@ -8,6 +8,7 @@ torch lazily so that ``cotracker3 --help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,35 @@ from cotracker3_plugin._atomic import atomic_path
 from cotracker3_plugin.errors import UserError
 
 log = logging.getLogger("cotracker3_plugin.cli")
+
+_DECODE_KEYS = ("stride", "max_frames", "start_time", "end_time", "max_side")
+
+
+@dataclasses.dataclass
+class DecodeOptions:
+    """Which frames of the video are decoded, and at what size (flat flags: ``--stride`` ...)."""
+
+    stride: int = 1
+    """Keep every stride-th frame of the video."""
+    max_frames: int | None = None
+    """Keep at most this many frames (after --stride)."""
+    start_time: float | None = None
+    """Start reading at this time (seconds)."""
+    end_time: float | None = None
+    """Stop reading at this time (seconds, exclusive)."""
+    max_side: int = 960
+    """Downsize frames so that the longer side is at most this many pixels (tracks are in pixels of the downsized frames); 0 keeps the original size. The model itself runs at 384x512."""
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``io.video.read_video`` / ``iter_frames``."""
+        return dict(stride=self.stride or 1, max_frames=self.max_frames, start_time=self.start_time,
+                    end_time=self.end_time, max_side=None if self.max_side in (0, None) else int(self.max_side))
+
+    @classmethod
+    def from_summary(cls, options: dict[str, Any]) -> DecodeOptions:
+        """The options a ``summary.json`` recorded (nested under "decode", or flat in older files)."""
+        o = options.get("decode", options)
+        return cls(**{k: o[k] for k in _DECODE_KEYS if o.get(k) is not None})
 
 
 def resolve_device(device: str = "auto") -> Any:

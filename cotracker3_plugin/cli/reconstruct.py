@@ -29,6 +29,7 @@ import tyro
 
 from cotracker3_plugin._atomic import atomic_dir, atomic_path
 from cotracker3_plugin.cli._common import (
+    DecodeOptions,
     Stopwatch,
     load_model_verbose,
     progress_bar,
@@ -67,16 +68,8 @@ class Config:
     """Place query grids on this many evenly spaced frames (tracked forwards and backwards), so that parts first seen late in the video get tracks too."""
     device: str = "auto"
     """Device for tracking: auto, cpu, cuda, cuda:1, mps."""
-    stride: int = 1
-    """Keep every stride-th frame of the video."""
-    max_frames: int | None = None
-    """Keep at most this many frames (after --stride)."""
-    start_time: float | None = None
-    """Start reading at this time (seconds)."""
-    end_time: float | None = None
-    """Stop reading at this time (seconds, exclusive)."""
-    max_side: int = 960
-    """Downsize frames so that the longer side is at most this many pixels; 0 keeps the original size."""
+    decode: Annotated[DecodeOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=DecodeOptions)
+    """Frames to decode."""
     window: int | None = None
     """Offline model only: track on overlapping windows of this many frames (bounded memory for long videos)."""
     image_ext: str = "png"
@@ -105,12 +98,8 @@ def _clip_for_tracks(folder: Path, tracks: Tracks, bars: bool) -> Clip | None:
         try:
             s = json.loads(summary.read_text())
             source = s.get("video", source)
-            o = s.get("options", {})
-            opts = {k: o.get(k) for k in ("stride", "max_frames", "start_time", "end_time", "max_side")}
-            opts["stride"] = opts.get("stride") or 1
-            if opts.get("max_side") == 0:
-                opts["max_side"] = None
-        except (ValueError, OSError):
+            opts = DecodeOptions.from_summary(s.get("options", {})).kwargs()
+        except (ValueError, OSError, TypeError):
             opts = {}
     if not source or not Path(source).exists():
         log.warning("The source video of %s is not available; points will be grey.", folder)
@@ -151,7 +140,7 @@ def _track(cfg: Config, clip: Clip, sw: Stopwatch, bars: bool) -> Tracks:
         tracks = track(clip, model, queries=queries, backward_tracking=True, window=cfg.window,
                        progress=on_progress)
     tracks.meta.update({"model": str(cfg.model or "bundled default"), "source": str(cfg.input),
-                        "stride": str(cfg.stride)})
+                        "stride": str(cfg.decode.stride or 1)})
     return tracks
 
 
@@ -188,8 +177,7 @@ def run(cfg: Config) -> int:
         raise UserError(f"{src} does not exist. Give a video file, an image folder, or an output "
                         "folder of `cotracker3 track` (with tracks.npz).")
     from_tracks = src.is_dir() and (src / "tracks.npz").is_file()
-    opts = dict(stride=cfg.stride, max_frames=cfg.max_frames, start_time=cfg.start_time,
-                end_time=cfg.end_time, max_side=None if cfg.max_side in (0, None) else int(cfg.max_side))
+    opts = cfg.decode.kwargs()
 
     if from_tracks:
         tracks = Tracks.load(src / "tracks.npz")

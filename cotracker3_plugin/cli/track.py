@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +24,7 @@ import tyro
 
 from cotracker3_plugin._atomic import atomic_dir
 from cotracker3_plugin.cli._common import (
+    DecodeOptions,
     Stopwatch,
     load_model_verbose,
     progress_bar,
@@ -65,16 +66,8 @@ class Config:
     """Offline model only: run on overlapping windows of this many frames (e.g. 60), for long videos in bounded memory."""
     device: str = "auto"
     """Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."""
-    stride: int = 1
-    """Keep every stride-th frame of the video."""
-    max_frames: int | None = None
-    """Keep at most this many frames (after --stride)."""
-    start_time: float | None = None
-    """Start reading at this time (seconds)."""
-    end_time: float | None = None
-    """Stop reading at this time (seconds, exclusive)."""
-    max_side: int = 960
-    """Downsize frames so that the longer side is at most this many pixels (tracks are in pixels of the downsized frames); 0 keeps the original size. The model itself runs at 384x512."""
+    decode: Annotated[DecodeOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=DecodeOptions)
+    """Frames to decode."""
     output: Path | None = None
     """Output folder (default: outputs/<video name>)."""
     overwrite: bool = False
@@ -229,7 +222,6 @@ def run(cfg: Config) -> int:
         raise UserError("--mask selects grid points and --queries gives explicit points; use one.")
     if cfg.trail < 0:
         raise UserError(f"--trail must be >= 0 frames, got {cfg.trail}.")
-    max_side = None if cfg.max_side in (0, None) else int(cfg.max_side)
     queries_src = read_queries_file(cfg.queries) if cfg.queries is not None else None
     out_dir = cfg.output if cfg.output is not None else Path("outputs") / Path(cfg.video).stem
     bars = show_progress()
@@ -244,12 +236,12 @@ def run(cfg: Config) -> int:
 
         with sw("decode"):
             info = probe_video(cfg.video)
-            opts = dict(stride=cfg.stride, max_frames=cfg.max_frames, start_time=cfg.start_time,
-                        end_time=cfg.end_time, max_side=max_side)
+            dec = cfg.decode
+            opts = dec.kwargs()
             # iterate once with a bar, so long videos show progress while decoding
-            total = None if cfg.start_time or cfg.end_time else -(-info.num_frames // cfg.stride)
-            if total is not None and cfg.max_frames is not None:
-                total = min(total, cfg.max_frames)
+            total = None if dec.start_time or dec.end_time else -(-info.num_frames // opts["stride"])
+            if total is not None and dec.max_frames is not None:
+                total = min(total, dec.max_frames)
             with progress_bar(total, "decode", enabled=bars, unit="frame") as advance:
                 if Path(cfg.video).is_dir():
                     clip = read_video(cfg.video, **opts)
@@ -262,7 +254,7 @@ def run(cfg: Config) -> int:
                             advance(1)
                             yield pair
 
-                    clip = clip_from_frames(counted(), Path(cfg.video), info.fps / cfg.stride)
+                    clip = clip_from_frames(counted(), Path(cfg.video), info.fps / opts["stride"])
         log.info("Decoded %d frames of %s at %dx%d (source %dx%d, %.3g fps).", len(clip), cfg.video,
                  clip.width, clip.height, info.width, info.height, info.fps)
 
@@ -281,7 +273,7 @@ def run(cfg: Config) -> int:
                            window=cfg.window, progress=on_progress)
         tracks.meta.update({
             "model": _model_label(cfg, model), "source": str(cfg.video),
-            "source_size": f"{info.height}x{info.width}", "stride": str(cfg.stride),
+            "source_size": f"{info.height}x{info.width}", "stride": str(opts["stride"]),
             "first_frame": str(int(clip.frame_indices[0])),
         })
 

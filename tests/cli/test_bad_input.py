@@ -6,7 +6,6 @@ no traceback (without --verbose), and nothing half-written.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import pickle
 from pathlib import Path
@@ -16,26 +15,7 @@ import pytest
 import torch
 
 from cotracker3_plugin.cli import main
-from cotracker3_plugin.model import CoTrackerConfig, CoTrackerThreeOffline
 from cotracker3_plugin.tracks import Tracks
-from cotracker3_plugin.weights import save_checkpoint
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(CoTrackerConfig.small(), model_resolution=(96, 128))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(CoTrackerThreeOffline(cfg).eval(), path)
-    return path
 
 
 def _fails(args: list[str], capsys, *words: str) -> str:

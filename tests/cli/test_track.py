@@ -1,59 +1,22 @@
-"""`cotracker3 track` end to end on the bundled example video, with tiny random-weight models.
-
-The models are the small config at a 96x128 model resolution (instead of 384x512) so that a
-CPU run takes seconds; the checkpoints go through ``weights.save_checkpoint`` and come back
-through ``--model PATH`` like a user's own checkpoint.
-"""
+"""`cotracker3 track` end to end on the bundled example video, with tiny random-weight models
+(``tiny_ckpt`` / ``tiny_online_ckpt`` from conftest.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cotracker3_plugin.cli import main
 from cotracker3_plugin.cli.track import queries_to_clip, read_mask, read_queries_file
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.io import Clip, load_clip, probe_video, read_video
-from cotracker3_plugin.model import CoTrackerConfig, CoTrackerThreeOffline, CoTrackerThreeOnline
 from cotracker3_plugin.tracks import Tracks
-from cotracker3_plugin.weights import load_model, save_checkpoint
+from cotracker3_plugin.weights import load_model
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "cat.mp4"
-
-
-def _tiny(online: bool) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(CoTrackerConfig.small(online=online), model_resolution=(96, 128))
-    return (CoTrackerThreeOnline if online else CoTrackerThreeOffline)(cfg).eval()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These runs take about a second of CPU; on a shared machine one thread avoids
-    # OpenMP spin-waiting that can stretch them to a minute.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_offline.safetensors"
-    save_checkpoint(_tiny(False), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_online_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_online.safetensors"
-    save_checkpoint(_tiny(True), path)
-    return path
 
 
 def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
