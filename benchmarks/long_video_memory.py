@@ -14,6 +14,13 @@ uses the small architecture at 384x512 (fast enough for 3000 frames on a 2-core 
 own memory over the full length; ``--resolution 96 128`` runs the model at a lower resolution (the frames are still 640x480).
 
     python benchmarks/long_video_memory.py --model small --frames 3000
+    python benchmarks/long_video_memory.py --model full --frames 180 --threads 1
+
+Measured (2-core AMD EPYC, 1 thread, 2026-11-25): the official architecture on 180 frames peaks at
+2.37 GiB windowed (0.37 frames/s) and 1.98 GiB online (0.25 frames/s). Per window the network's
+memory is constant (a 60-frame window: 2.3 GiB with the feature CNN at 16 frames per call), so
+3000 frames add only the clip itself (2.6 GiB for the windowed route; nothing for the online
+one). 3000 frames end to end through the CLI: tests/cli/test_long_video.py (slow).
     python benchmarks/long_video_memory.py --model small --resolution 96 128 --frames 3000
 """
 

@@ -23,7 +23,7 @@ import pytest
 
 from cotracker3_plugin.tracks import Tracks
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]  # ~20-40 min on 2 CPU cores
 
 # COTRACKER3_LONG_FRAMES shortens the clip for a quick check of the test itself.
 NUM_FRAMES = int(os.environ.get("COTRACKER3_LONG_FRAMES", 3000))
