@@ -217,3 +217,29 @@ def run_reporting_errors(fn: Callable[[], Any], *, verbose: bool = False) -> int
               "Partial outputs were removed. Free some space or choose an --output on another disk.",
               file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def training_progress(num_steps: int, **counters: str) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A step callback for the trainers that draws a tqdm bar with the loss and learning rate.
+
+    The bar starts at the first step seen, so a resumed run starts where it stopped;
+    ``counters`` maps extra bar labels to keys of the step's loss dict (shown as integers).
+    """
+    from tqdm import tqdm
+
+    bar = None
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=num_steps, initial=step - 1, unit="step", dynamic_ncols=True)
+        bar.update(1)
+        extra = {label: int(losses.get(key, 0)) for label, key in counters.items()}
+        bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{losses['lr']:.2e}", **extra)
+
+    try:
+        yield on_step
+    finally:
+        if bar is not None:
+            bar.close()

@@ -25,6 +25,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from cotracker3_plugin.cli._common import training_progress
 from cotracker3_plugin.train.finetune import FinetuneConfig
 
 log = logging.getLogger("cotracker3_plugin.cli.finetune")
@@ -74,25 +75,12 @@ def _precompute(cfg: Config) -> int:
 def run(cfg: Config) -> int:
     if cfg.precompute:
         return _precompute(cfg)
-    from tqdm import tqdm
-
     from cotracker3_plugin.train.finetune import run_finetune
     from cotracker3_plugin.train.trainer import current_dist
 
-    bar = None
     start = time.perf_counter()
-
-    def on_step(step: int, losses: dict[str, float]) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=cfg.num_steps, initial=step - 1, unit="step", dynamic_ncols=True)
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{losses['lr']:.2e}",
-                        skipped=int(losses.get("sift_skipped_total", 0)))
-
-    result = run_finetune(cfg, on_step=on_step)
-    if bar is not None:
-        bar.close()
+    with training_progress(cfg.num_steps, skipped="sift_skipped_total") as on_step:
+        result = run_finetune(cfg, on_step=on_step)
     if current_dist().is_main:
         minutes = (time.perf_counter() - start) / 60
         if result.stopped_early:

@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from cotracker3_plugin.cli._common import training_progress
 from cotracker3_plugin.train.config import TrainConfig
 
 log = logging.getLogger("cotracker3_plugin.cli.train")
@@ -29,24 +30,12 @@ class Config(TrainConfig):
 
 
 def run(cfg: Config) -> int:
-    from tqdm import tqdm
-
     from cotracker3_plugin.train.supervised import run_training
     from cotracker3_plugin.train.trainer import current_dist
 
-    bar = None
     start = time.perf_counter()
-
-    def on_step(step: int, losses: dict[str, float]) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=cfg.num_steps, initial=step - 1, unit="step", dynamic_ncols=True)
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{losses['lr']:.2e}")
-
-    result = run_training(cfg, on_step=on_step)
-    if bar is not None:
-        bar.close()
+    with training_progress(cfg.num_steps) as on_step:
+        result = run_training(cfg, on_step=on_step)
     if current_dist().is_main:
         minutes = (time.perf_counter() - start) / 60
         where = cfg.output_dir
