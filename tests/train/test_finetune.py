@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from ddp_helpers import run_two_ranks
 
 from cotracker3_plugin.train.config import OptimConfig, tiny_model_config
 from cotracker3_plugin.train.finetune import (
@@ -183,31 +184,10 @@ def test_cli_precompute_then_train_and_errors(tmp_path, student_path, video_root
                  "--output-dir", str(tmp_path / "x")]) == 2
 
 
-def _ddp_worker(rank, world, port, cfg, out):
-    import os
-
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    r = run_finetune(cfg)
-    torch.save({"state": r.model.state_dict(), "losses": [s["total"] for s in r.losses]}, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_ddp_two_processes_share_weights_not_data(tmp_path, student_path, video_root):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg = _cfg(tmp_path, "ddp", student_path, video_root, num_steps=3, checkpoint_every=3)
-    mp.spawn(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True)
-    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    a, b = run_two_ranks(run_finetune, cfg, tmp_path)
     for k, v in a["state"].items():
         assert torch.equal(v, b["state"][k]), k
     assert a["losses"] != b["losses"]  # rank r reads its own clips

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from ddp_helpers import run_two_ranks
 
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.config import OptimConfig, TrainConfig
@@ -56,28 +54,10 @@ def test_resume_continues_identically(tmp_path):
         run_training(tiny(tmp_path, "split", num_steps=8))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    r = run_training(cfg)
-    torch.save({"state": r.model.state_dict(), "losses": [s["total"] for s in r.losses]}, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
-
-
 def test_ddp_two_processes_gloo(tmp_path):
     # rank 0 alone evaluates (at steps 0 and 2): the other rank must wait for it, not deadlock
     cfg = tiny(tmp_path, "ddp", num_steps=3, checkpoint_every=3, eval_every=2, eval_samples=1)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
-    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    a, b = run_two_ranks(run_training, cfg, tmp_path)
     for k, v in a["state"].items():
         assert torch.equal(v, b["state"][k]), k
     assert a["losses"] != b["losses"]  # each rank trained on its own share of the data
