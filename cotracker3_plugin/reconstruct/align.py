@@ -62,8 +62,13 @@ def opengl_to_opencv(world_from_cam_gl: np.ndarray) -> np.ndarray:
 
 
 def _rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    c = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
+    """Angle of rotation matrices (..., 3, 3) in degrees.
+
+    atan2(|axis term|, cos term) rather than arccos(cos term): arccos loses half the digits near 0,
+    which is where pose errors live (1e-8 rad of float noise would read as 1e-6 degrees)."""
+    c = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
+    axis = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    return np.degrees(np.arctan2(np.linalg.norm(axis, axis=-1) / 2.0, c))
 
 
 @dataclass
