@@ -61,7 +61,7 @@ def opengl_to_opencv(world_from_cam_gl: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rotation_angle_deg(R: np.ndarray) -> np.ndarray:
+def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
     """Angle of rotation matrices (..., 3, 3) in degrees.
 
     atan2(|axis term|, cos term) rather than arccos(cos term): arccos loses half the digits near 0,
@@ -150,6 +150,6 @@ def compare_poses(est_world_from_cam: np.ndarray, ref_world_from_cam: np.ndarray
     aligned = sim.apply_pose(est[reg])
     ate = float(np.sqrt(np.mean(np.sum((aligned[:, :3, 3] - ref_c[reg]) ** 2, axis=1))))
     rel = np.swapaxes(aligned[:, :3, :3], -1, -2) @ ref[reg, :3, :3]
-    rot = _rotation_angle_deg(rel)
+    rot = rotation_angle_deg(rel)
     return PoseErrors(len(est), n, ate, ate / max(scene_scale, 1e-12), float(rot.mean()),
                       float(np.median(rot)), float(rot.max()), sim)

@@ -23,7 +23,7 @@ from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "usable_observations"]
+__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "parallax_share", "usable_observations"]
 
 
 def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: float | None = None,
@@ -153,3 +153,30 @@ def moving_track_filter(tracks: Tracks, usable: np.ndarray, pairs: list[tuple[in
     static = ~((tested >= min_pairs) & (ratio > max_outlier_ratio))
     log.debug("moving-track filter: %d of %d tracks rejected", int((~static).sum()), n)
     return static, geoms
+
+
+def parallax_share(xy: np.ndarray, usable: np.ndarray, *, threshold: float = 2.0,
+                   min_common: int = 30) -> float:
+    """Evidence of camera translation: how far the tracks are from following one homography.
+
+    For a few long-range frame pairs (a quarter, half and all of the clip apart) a homography
+    is fitted by RANSAC to the tracks both frames see; the share of those tracks that miss it
+    by more than ``3 * threshold`` px is returned (the largest over the pairs). A camera that
+    only turns (or a planar scene) moves every point by one homography: ~0. Parallax from
+    translation in a 3-D scene leaves points off it. Pass only static tracks in ``usable``.
+    """
+    import cv2
+
+    T = len(xy)
+    best = 0.0
+    for a, b in {(0, T // 4), (0, T // 2), (0, T - 1), (T // 2, T - 1)}:
+        both = usable[a] & usable[b]
+        if a == b or both.sum() < max(min_common, 8):
+            continue
+        p, q = xy[a, both].astype(np.float32), xy[b, both].astype(np.float32)
+        H, _ = cv2.findHomography(p, q, cv2.RANSAC, threshold)
+        if H is None:
+            continue
+        miss = np.linalg.norm(cv2.perspectiveTransform(p[None], H)[0] - q, axis=1) > 3 * threshold
+        best = max(best, float(miss.mean()))
+    return best

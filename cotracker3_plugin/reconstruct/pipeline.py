@@ -22,6 +22,7 @@ from cotracker3_plugin.reconstruct import cleanup
 from cotracker3_plugin.reconstruct.correspondences import (
     frame_pairs,
     moving_track_filter,
+    parallax_share,
     usable_observations,
 )
 from cotracker3_plugin.reconstruct.mapping import (
@@ -42,6 +43,9 @@ __all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "recon
 
 #: A mapper model with fewer 3D points than this is not trusted.
 MIN_MODEL_POINTS = 20
+#: The fixed-camera retry needs at least this share of static tracks off a homography (parallax):
+#: without it the camera only turned, and a fixed camera would turn that into invented structure.
+MIN_PARALLAX_SHARE = 0.02
 
 
 @dataclass
@@ -56,6 +60,10 @@ class ReconstructConfig:
     """Focal length in pixels if known; default: estimated, starting from 1.2 * max(width, height)."""
     refine_focal: bool = True
     """Refine the given ``focal`` in bundle adjustment (ignored when ``focal`` is not given)."""
+    constrained_retry: bool = True
+    """When the free camera fails (no structure, or an absurd focal length or distortion, typical of
+    panning shots and scenes dominated by a moving subject), map again with the camera held fixed:
+    SIMPLE_PINHOLE at ``focal`` (default 1.2 * max(width, height), a typical phone field of view)."""
     stride: int = 1
     """Map every ``stride``-th frame (the others get poses afterwards from the 3D points)."""
     max_frames: int = 150
@@ -113,6 +121,8 @@ class ReconstructReport:
     frames_registered_by_pnp: int = 0
     camera_implausible: bool = False
     """The mapper's camera was absurd (focal far outside 0.1-10 image sizes, or huge distortion): poses dropped."""
+    camera_fixed: str = ""
+    """Why the camera was held fixed on a retry (empty when the free camera worked or no retry ran)."""
     unregistered_frames: list[int] = field(default_factory=list)
     tracks: int = 0
     tracks_moving: int = 0
@@ -191,6 +201,26 @@ def _select_sfm_tracks(xy: np.ndarray, usable: np.ndarray, static: np.ndarray, f
     return np.flatnonzero(chosen)
 
 
+def _mapping_failure(m, frame_size: tuple[int, int]) -> str:
+    """Why a mapper result cannot be used ("" when it can)."""
+    if not m.registered.any():
+        return "the mapper registered no frame"
+    if _implausible_camera(m):
+        # Pure rotation or a scene dominated by a moving object: the mapper "succeeds" with a
+        # focal length of many image widths or a huge distortion; those poses are not usable.
+        return (f"the mapper's camera is implausible ({m.camera.model.name} {m.camera.params_to_string()} "
+                f"for a {frame_size[1]}x{frame_size[0]} image)")
+    if m.num_points < MIN_MODEL_POINTS:
+        # COLMAP can keep a model of frames registered to one another without any 3D point
+        # (pure rotation): its translations are arbitrary.
+        return f"the mapper's model has {m.num_points} 3D points (too little camera translation?)"
+    return ""
+
+
+def _implausible_camera(m) -> bool:
+    return bool(m.registered.any()) and m.camera.has_bogus_params(0.1, 10.0, 1.0)
+
+
 def _register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts: np.ndarray,
                      track_ids: np.ndarray, camera, min_inliers: int = 20, max_error: float = 4.0
                      ) -> dict[int, np.ndarray]:
@@ -267,27 +297,33 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     sfm_mask[sfm_ids] = True
 
     stage("mapping")
+    mapping_args = dict(mapper=cfg.mapper, num_threads=cfg.num_threads, seed=cfg.seed,
+                        max_seconds=cfg.max_mapping_seconds)
     m = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
-                    mapper=cfg.mapper, camera_model=cfg.camera_model, focal=cfg.focal,
-                    refine_focal=cfg.refine_focal, num_threads=cfg.num_threads, seed=cfg.seed,
-                    max_seconds=cfg.max_mapping_seconds)
+                    camera_model=cfg.camera_model, focal=cfg.focal, refine_focal=cfg.refine_focal,
+                    **mapping_args)
+    failure = _mapping_failure(m, tracks.frame_size)
+    fixed_focal = cfg.focal is not None and not cfg.refine_focal
+    camera_model = cfg.camera_model
+    parallax = parallax_share(xy_f, usable_f & static[None], threshold=cfg.epipolar_threshold) if failure else 0.0
+    if failure and parallax < MIN_PARALLAX_SHARE:
+        failure += f"; the tracks follow one homography ({parallax:.1%} off it): the camera only turned"
+    elif failure and cfg.constrained_retry and not (fixed_focal and cfg.camera_model == "SIMPLE_PINHOLE"):
+        # A free focal length and distortion are what little translation (panning with some
+        # walking, a big moving subject) lets run away; with the camera fixed the same tracks map.
+        f0 = float(cfg.focal) if cfg.focal else 1.2 * max(tracks.frame_size)
+        log.warning("%s; mapping again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px; pass the real "
+                    "focal length with --reconstruct.focal if you know it)", failure, f0)
+        retry = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
+                            camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False, **mapping_args)
+        if not _mapping_failure(retry, tracks.frame_size):
+            rep.camera_fixed = f"{failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px"
+            m, failure, fixed_focal, camera_model = retry, "", True, "SIMPLE_PINHOLE"
     rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
     rep.sfm_mean_reprojection_error = m.mean_reprojection_error
-    if m.registered.any() and m.num_points < MIN_MODEL_POINTS:
-        # COLMAP can keep a model of frames registered to one another without any 3D point
-        # (pure rotation): its translations are arbitrary.
-        log.warning("the mapper's model has %d 3D points: no usable structure (too little camera "
-                    "translation?); no poses", m.num_points)
-        m.registered[:] = False
-        m.world_from_cam[:] = np.nan
-    if m.registered.any() and m.camera.has_bogus_params(0.1, 10.0, 1.0):
-        # Pure rotation or a scene dominated by a moving object: the mapper "succeeds" with a
-        # focal length of many image widths or a huge distortion; those poses are not usable.
-        log.warning("the mapper's camera is implausible (%s %s for a %dx%d image): the camera motion "
-                    "does not allow reconstruction (panning only, or mostly moving objects); no poses",
-                    m.camera.model.name, m.camera.params_to_string(), tracks.frame_size[1],
-                    tracks.frame_size[0])
-        rep.camera_implausible = True
+    if failure:
+        log.warning("%s; no poses", failure)
+        rep.camera_implausible = _implausible_camera(m)
         m.registered[:] = False
         m.world_from_cam[:] = np.nan
     rep.frames_registered_by_mapper = int(m.registered.sum())
@@ -327,10 +363,9 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                                  min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
     if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
         stage("bundle_adjustment")
-        fixed_focal = cfg.focal is not None and not cfg.refine_focal
         ba = bundle_adjust(tracks.xy[:, tri.track_ids].astype(np.float64), tri.inlier_obs, wfc, registered,
                            tri.points, m.camera, refine_focal=not fixed_focal,
-                           refine_extra=cfg.camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
+                           refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
                            num_threads=cfg.num_threads)
         stage("triangulation_final")
         if ba.camera.has_bogus_params(0.1, 10.0, 1.0) or not np.all(np.isfinite(ba.world_from_cam[registered])):
