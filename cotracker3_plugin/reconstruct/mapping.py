@@ -188,6 +188,9 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
                 opts.random_seed = int(seed)
                 opts.extract_colors = False
                 opts.min_num_matches = int(min_matches)
+                # Only the largest model is used (absolute-pose rounds register the rest): searching
+                # for more models on degenerate videos can take minutes.
+                opts.multiple_models = False
                 opts.ba_refine_focal_length = not fixed_focal
                 opts.mapper.abs_pose_refine_focal_length = not fixed_focal
                 # Video pairs have small baselines; the long-range pairs give enough angle.

@@ -258,6 +258,97 @@ def _colors(tracks: Tracks, clip: Clip | None, ids: np.ndarray) -> np.ndarray:
     return clip.frames[t, y, x]
 
 
+@dataclass
+class _Solution:
+    """Cameras and points from one camera setting (see :func:`_solve_cameras`)."""
+
+    mapping: object
+    world_from_cam: np.ndarray
+    registered: np.ndarray
+    tri: object
+    K: np.ndarray
+    dist: np.ndarray
+    by_mapper: int
+    by_pnp: int
+    camera_implausible: bool
+    failure: str
+    """Why these poses cannot be used ("" when they can)."""
+
+
+def _solve_cameras(*, tracks: Tracks, cfg: ReconstructConfig, frames: np.ndarray, xy_f: np.ndarray,
+                   usable_sfm: np.ndarray, geoms, static: np.ndarray, usable_static: np.ndarray,
+                   stage: Callable[[str], None], camera_model: str, focal: float | None, refine_focal: bool,
+                   suffix: str = "") -> _Solution:
+    """COLMAP mapping, absolute-pose registration of the other frames, bundle adjustment and
+    triangulation of every static track, for one camera setting."""
+    T = tracks.num_frames
+    fixed_focal = focal is not None and not refine_focal
+    stage("mapping" + suffix)
+    m = run_mapping(xy_f, usable_sfm, geoms, static, tracks.frame_size, mapper=cfg.mapper,
+                    camera_model=camera_model, focal=focal, refine_focal=refine_focal,
+                    num_threads=cfg.num_threads, seed=cfg.seed, max_seconds=cfg.max_mapping_seconds)
+    failure = _mapping_failure(m, tracks.frame_size)
+    implausible = _implausible_camera(m)
+    if failure:
+        m.registered[:] = False
+        m.world_from_cam[:] = np.nan
+    by_mapper = int(m.registered.sum())
+    K, dist, cam = camera_to_scene(m.camera)
+    wfc = np.full((T, 4, 4), np.nan)
+    registered = np.zeros(T, dtype=bool)
+    wfc[frames[m.registered]] = m.world_from_cam[m.registered]
+    registered[frames[m.registered]] = True
+
+    stage("triangulation" + suffix)
+    cams = [cam]
+    cidx = np.zeros(T, dtype=np.int64)
+
+    def triangulate():
+        return triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
+                                  max_error=cfg.max_reprojection_error,
+                                  min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+
+    tri = triangulate()
+    rounds = by_pnp = 0
+    while cfg.register_skipped_frames and len(tri.points) >= 20 and rounds < cfg.max_pnp_rounds:
+        # Each round registers the frames that see enough triangulated tracks; their views
+        # triangulate more tracks, which reach further frames (e.g. the rest of a video the
+        # mapper split into several models).
+        rounds += 1
+        todo = np.flatnonzero(~registered)
+        # Later rounds rest on points seen from few, newly registered frames: ask for more support.
+        poses = _register_by_pnp(todo, tracks.xy, usable_static, tri.points, tri.track_ids, cam,
+                                 min_inliers=20 if rounds == 1 else 50, max_error=cfg.max_reprojection_error)
+        if not poses:
+            break
+        for t, pose in poses.items():
+            wfc[t], registered[t] = pose, True
+        by_pnp += len(poses)
+        tri = triangulate()
+    if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
+        stage("bundle_adjustment" + suffix)
+        ba = bundle_adjust(tracks.xy[:, tri.track_ids].astype(np.float64), tri.inlier_obs, wfc, registered,
+                           tri.points, m.camera, refine_focal=not fixed_focal,
+                           refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
+                           num_threads=cfg.num_threads)
+        stage("triangulation_final" + suffix)
+        if ba.camera.has_bogus_params(0.1, 10.0, 1.0) or not np.all(np.isfinite(ba.world_from_cam[registered])):
+            # Near-degenerate motion (e.g. panning) lets the focal length run away; keep the mapper's.
+            log.warning("bundle adjustment gave an implausible camera (%s); keeping the mapper's result",
+                        ba.camera.params_to_string())
+        else:
+            wfc = ba.world_from_cam
+            K, dist, cam = camera_to_scene(ba.camera)
+            cams = [cam]
+            tri = triangulate()
+    if not failure and registered.sum() >= 2 and len(tri.points) < MIN_MODEL_POINTS:
+        # A near-orthographic camera (a long focal length on little translation) registers frames
+        # whose rays then meet at too small angles for any point.
+        failure = (f"{int(registered.sum())} frames got a pose but only {len(tri.points)} points triangulate "
+                   f"(focal {K[0, 0]:.0f} px: too little parallax for this camera)")
+    return _Solution(m, wfc, registered, tri, K, dist, by_mapper, by_pnp, implausible, failure)
+
+
 def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None,
                          *, exclude_mask: np.ndarray | None = None,
                          progress: Callable[[str], None] | None = None) -> ReconstructResult:
@@ -296,90 +387,34 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     sfm_mask = np.zeros(N, dtype=bool)
     sfm_mask[sfm_ids] = True
 
-    stage("mapping")
-    mapping_args = dict(mapper=cfg.mapper, num_threads=cfg.num_threads, seed=cfg.seed,
-                        max_seconds=cfg.max_mapping_seconds)
-    m = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
-                    camera_model=cfg.camera_model, focal=cfg.focal, refine_focal=cfg.refine_focal,
-                    **mapping_args)
-    failure = _mapping_failure(m, tracks.frame_size)
-    fixed_focal = cfg.focal is not None and not cfg.refine_focal
-    camera_model = cfg.camera_model
-    parallax = parallax_share(xy_f, usable_f & static[None], threshold=cfg.epipolar_threshold) if failure else 0.0
-    if failure and parallax < MIN_PARALLAX_SHARE:
-        failure += f"; the tracks follow one homography ({parallax:.1%} off it): the camera only turned"
-    elif failure and cfg.constrained_retry and not (fixed_focal and cfg.camera_model == "SIMPLE_PINHOLE"):
-        # A free focal length and distortion are what little translation (panning with some
-        # walking, a big moving subject) lets run away; with the camera fixed the same tracks map.
-        f0 = float(cfg.focal) if cfg.focal else 1.2 * max(tracks.frame_size)
-        log.warning("%s; mapping again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px; pass the real "
-                    "focal length with --reconstruct.focal if you know it)", failure, f0)
-        retry = run_mapping(xy_f, usable_f & sfm_mask[None], geoms, static, tracks.frame_size,
-                            camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False, **mapping_args)
-        if not _mapping_failure(retry, tracks.frame_size):
-            rep.camera_fixed = f"{failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px"
-            m, failure, fixed_focal, camera_model = retry, "", True, "SIMPLE_PINHOLE"
+    usable_static = usable_all & static[None]
+    solve = dict(tracks=tracks, cfg=cfg, frames=frames, xy_f=xy_f, usable_sfm=usable_f & sfm_mask[None],
+                 geoms=geoms, static=static, usable_static=usable_static, stage=stage)
+    sol = _solve_cameras(camera_model=cfg.camera_model, focal=cfg.focal, refine_focal=cfg.refine_focal, **solve)
+    if sol.failure:
+        fixed = cfg.focal is not None and not cfg.refine_focal and cfg.camera_model == "SIMPLE_PINHOLE"
+        parallax = parallax_share(xy_f, usable_f & static[None], threshold=cfg.epipolar_threshold)
+        if parallax < MIN_PARALLAX_SHARE:
+            sol.failure += f"; the tracks follow one homography ({parallax:.1%} off it): the camera only turned"
+        elif cfg.constrained_retry and not fixed:
+            # A free focal length and distortion are what little translation (panning with some
+            # walking, a big moving subject) lets run away; with the camera fixed the same tracks map.
+            f0 = float(cfg.focal) if cfg.focal else 1.2 * max(tracks.frame_size)
+            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px; pass the real "
+                        "focal length with --reconstruct.focal if you know it)", sol.failure, f0)
+            retry = _solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
+                                   suffix="_fixed_camera", **solve)
+            if not retry.failure:
+                rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px"
+                sol = retry
+    if sol.failure:
+        log.warning("%s", sol.failure)
+    m, wfc, registered, tri, K, dist = sol.mapping, sol.world_from_cam, sol.registered, sol.tri, sol.K, sol.dist
     rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
     rep.sfm_mean_reprojection_error = m.mean_reprojection_error
-    if failure:
-        log.warning("%s; no poses", failure)
-        rep.camera_implausible = _implausible_camera(m)
-        m.registered[:] = False
-        m.world_from_cam[:] = np.nan
-    rep.frames_registered_by_mapper = int(m.registered.sum())
-    K, dist, cam = camera_to_scene(m.camera)
+    rep.camera_implausible = sol.camera_implausible
+    rep.frames_registered_by_mapper, rep.frames_registered_by_pnp = sol.by_mapper, sol.by_pnp
     rep.focal = float(K[0, 0])
-    wfc = np.full((T, 4, 4), np.nan)
-    registered = np.zeros(T, dtype=bool)
-    wfc[frames[m.registered]] = m.world_from_cam[m.registered]
-    registered[frames[m.registered]] = True
-    if registered.sum() < 2:
-        log.warning("the mapper registered %d frames; no 3D points", int(registered.sum()))
-
-    stage("triangulation")
-    usable_static = usable_all & static[None]
-    cams = [cam]
-    cidx = np.zeros(T, dtype=np.int64)
-    tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
-                             max_error=cfg.max_reprojection_error,
-                             min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
-    rounds = 0
-    while cfg.register_skipped_frames and len(tri.points) >= 20 and rounds < cfg.max_pnp_rounds:
-        # Each round registers the frames that see enough triangulated tracks; their views
-        # triangulate more tracks, which reach further frames (e.g. the rest of a video the
-        # mapper split into several models).
-        rounds += 1
-        todo = np.flatnonzero(~registered)
-        # Later rounds rest on points seen from few, newly registered frames: ask for more support.
-        poses = _register_by_pnp(todo, tracks.xy, usable_static, tri.points, tri.track_ids, cam,
-                                 min_inliers=20 if rounds == 1 else 50, max_error=cfg.max_reprojection_error)
-        if not poses:
-            break
-        for t, pose in poses.items():
-            wfc[t], registered[t] = pose, True
-        rep.frames_registered_by_pnp += len(poses)
-        tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams,
-                                 cidx, max_error=cfg.max_reprojection_error,
-                                 min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
-    if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
-        stage("bundle_adjustment")
-        ba = bundle_adjust(tracks.xy[:, tri.track_ids].astype(np.float64), tri.inlier_obs, wfc, registered,
-                           tri.points, m.camera, refine_focal=not fixed_focal,
-                           refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
-                           num_threads=cfg.num_threads)
-        stage("triangulation_final")
-        if ba.camera.has_bogus_params(0.1, 10.0, 1.0) or not np.all(np.isfinite(ba.world_from_cam[registered])):
-            # Near-degenerate motion (e.g. panning) lets the focal length run away; keep the mapper's.
-            log.warning("bundle adjustment gave an implausible camera (%s); keeping the mapper's result",
-                        ba.camera.params_to_string())
-        else:
-            wfc = ba.world_from_cam
-            K, dist, cam = camera_to_scene(ba.camera)
-            rep.focal = float(K[0, 0])
-            cams = [cam]
-            tri = triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
-                                     max_error=cfg.max_reprojection_error,
-                                     min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
     rep.points_triangulated = len(tri.points)
 
     stage("cleanup")
