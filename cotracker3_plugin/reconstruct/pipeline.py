@@ -46,6 +46,9 @@ MIN_MODEL_POINTS = 20
 #: The fixed-camera retry needs at least this share of static tracks off a homography (parallax):
 #: without it the camera only turned, and a fixed camera would turn that into invented structure.
 MIN_PARALLAX_SHARE = 0.02
+#: Focal lengths (x the larger image side) the fixed-camera retry tries: a phone's wide camera
+#: (~70 degrees across the long side), 53 and 39 degrees.
+RETRY_FOCALS = (0.7, 1.0, 1.4)
 
 
 @dataclass
@@ -62,8 +65,9 @@ class ReconstructConfig:
     """Refine the given ``focal`` in bundle adjustment (ignored when ``focal`` is not given)."""
     constrained_retry: bool = True
     """When the free camera fails (no structure, or an absurd focal length or distortion, typical of
-    panning shots and scenes dominated by a moving subject), map again with the camera held fixed:
-    SIMPLE_PINHOLE at ``focal`` (default 1.2 * max(width, height), a typical phone field of view)."""
+    panning shots and scenes dominated by a moving subject) but the tracks show parallax, solve again
+    with the camera held fixed: SIMPLE_PINHOLE at ``focal``, or when not given at 0.7, 1.0 and 1.4
+    times the larger image side, keeping the one whose points reproject best."""
     stride: int = 1
     """Map every ``stride``-th frame (the others get poses afterwards from the 3D points)."""
     max_frames: int = 150
@@ -398,15 +402,27 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
             sol.failure += f"; the tracks follow one homography ({parallax:.1%} off it): the camera only turned"
         elif cfg.constrained_retry and not fixed:
             # A free focal length and distortion are what little translation (panning with some
-            # walking, a big moving subject) lets run away; with the camera fixed the same tracks map.
-            f0 = float(cfg.focal) if cfg.focal else 1.2 * max(tracks.frame_size)
-            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px; pass the real "
-                        "focal length with --reconstruct.focal if you know it)", sol.failure, f0)
-            retry = _solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
-                                   suffix="_fixed_camera", **solve)
-            if not retry.failure:
+            # walking, a big moving subject) lets run away; with the camera fixed the same tracks
+            # map. The focal length is then barely observable: try a few fields of view, keep the
+            # one whose points reproject best.
+            side = max(tracks.frame_size)
+            focals = [float(cfg.focal)] if cfg.focal else [k * side for k in RETRY_FOCALS]
+            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %s px; pass the real "
+                        "focal length with --reconstruct.focal if you know it)", sol.failure,
+                        " / ".join(f"{f:.0f}" for f in focals))
+            found: list[tuple[float, float, _Solution]] = []
+            for f0 in focals:
+                retry = _solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
+                                       suffix=f"_fixed_f{f0:.0f}", **solve)
+                if retry.failure:
+                    log.info("fixed camera f=%.0f px: %s", f0, retry.failure)
+                else:
+                    found.append((float(retry.tri.errors.mean()), f0, retry))
+                    log.info("fixed camera f=%.0f px: %d points, %.2f px", f0, len(retry.tri.points), found[-1][0])
+            if found:
+                _, f0, best = min(found, key=lambda c: c[0])
                 rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px"
-                sol = retry
+                sol = best
     if sol.failure:
         log.warning("%s", sol.failure)
     m, wfc, registered, tri, K, dist = sol.mapping, sol.world_from_cam, sol.registered, sol.tri, sol.K, sol.dist

@@ -51,3 +51,38 @@ def test_parallax_share_tells_turning_from_moving_cameras():
     xy2 = f * pc2[..., :2] / pc2[..., 2:] + [319.5, 239.5]
     vis2 = (xy2[..., 0] > 0) & (xy2[..., 0] < 639) & (xy2[..., 1] > 0) & (xy2[..., 1] < 479)
     assert parallax_share(xy2, vis2) > 0.2
+
+
+def test_fixed_camera_retry_finds_the_phone_focal_length_on_fox(data_dir, monkeypatch):
+    # fox has reference poses and a free camera that works (0.4% ATE). Make the free camera fail
+    # to check the fallback on real footage: the focal it picks by reprojection error must be the
+    # nearest of its candidates to the reference (688 px at 540x960) and the poses close to it.
+    import json
+
+    import cv2
+
+    from cotracker3_plugin.reconstruct import pipeline
+    from cotracker3_plugin.reconstruct.align import compare_poses, opengl_to_opencv
+
+    meta = json.loads((data_dir / "fox" / "transforms.json").read_text())
+    frames = sorted(meta["frames"], key=lambda f: f["file_path"])
+    images = np.stack([cv2.cvtColor(cv2.resize(cv2.imread(str(data_dir / "fox" / f["file_path"])), (270, 480),
+                                               interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB) for f in frames])
+    ref = opengl_to_opencv(np.array([f["transform_matrix"] for f in frames], dtype=np.float64))
+    true_focal = meta["fl_x"] * 270 / meta["w"]
+
+    free_failure = pipeline._mapping_failure
+    calls = []
+
+    def first_fails(m, frame_size):
+        calls.append(1)
+        return "the free camera was made to fail" if len(calls) == 1 else free_failure(m, frame_size)
+
+    monkeypatch.setattr(pipeline, "_mapping_failure", first_fails)
+    res = reconstruct_detailed(_klt(images), None, ReconstructConfig(num_threads=2))
+    assert res.report.camera_fixed.startswith("the free camera was made to fail")
+    candidates = [k * 480 for k in pipeline.RETRY_FOCALS]
+    assert res.report.focal == min(candidates, key=lambda f: abs(f - true_focal))
+    e = compare_poses(res.scene.world_from_cam, ref)
+    assert res.report.frames_registered == 50
+    assert e.ate_relative < 0.015 and e.rotation_error_mean_deg < 1.5, e
