@@ -92,6 +92,11 @@ def _integer_neighbourhood(
     return vals.view(bs, n, k1, k1, c), fx, fy
 
 
+def _per_frame(rhs: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, ...) -> (B*s, ...): each clip's query patches repeated for its s frames."""
+    return rhs.unsqueeze(1).expand(rhs.shape[0], s, *rhs.shape[1:]).reshape(-1, *rhs.shape[1:])
+
+
 def correlation_volume_fast(
     fmap_cl: torch.Tensor, centers: torch.Tensor, query_patches: torch.Tensor, radius: int
 ) -> torch.Tensor:
@@ -112,7 +117,9 @@ def correlation_volume_fast(
     rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
     vals = vals.view(bs, n, k1 * k1, c)
     if torch.is_grad_enabled() and (vals.requires_grad or rhs.requires_grad):
-        corr = torch.stack([torch.bmm(vals[i], rhs[i // s]) for i in range(bs)])
+        # One batched matmul: per-frame slices would each back-propagate into a zero-filled
+        # copy of the whole tensor (quadratic in the frame count).
+        corr = torch.matmul(vals, _per_frame(rhs, s))
     else:
         corr = vals.new_empty((bs, n, k1 * k1, kk))
         for i in range(bs):
@@ -137,7 +144,7 @@ def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor)
     # copy all of them into a permuted layout).
     lhs = [frame_patches[i].permute(1, 2, 0) for i in range(bs)]  # (N, k*k, C) views
     if torch.is_grad_enabled() and (frame_patches.requires_grad or query_patches.requires_grad):
-        out = torch.stack([torch.bmm(lhs[i], rhs[i // s]) for i in range(bs)])  # autograd-friendly
+        out = torch.matmul(frame_patches.permute(0, 2, 3, 1), _per_frame(rhs, s))  # see correlation_volume_fast
     else:
         out = frame_patches.new_empty((bs, n, kk, kk))
         for i in range(bs):

@@ -56,6 +56,37 @@ def test_fast_correlation_matches_exact():
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
 
 
+def test_correlation_gradients_match_the_einsum_and_no_grad_values():
+    # The training path (one batched matmul) must give the no-grad values and the gradients of
+    # the official einsum, for both correlation kernels.
+    torch.manual_seed(0)
+    b, s, n, c = 2, 3, 7, 8
+    fmap = torch.randn(b * s, c, 12, 20, requires_grad=True)
+    centers = torch.rand(b * s, n, 2) * torch.tensor([18.0, 10.0])
+    qry = torch.randn(b, 49, n, c, requires_grad=True)
+    w = torch.randn(b * s * n, 2401)
+
+    def einsum(tgt, q):
+        return torch.einsum("btnhwc,bnijc->btnhwij", tgt.view(b, s, c, n, 7, 7).permute(0, 1, 3, 4, 5, 2),
+                            q.view(b, 7, 7, n, c).permute(0, 3, 1, 2, 4)).reshape(b * s * n, 2401)
+
+    def grads(fn):
+        fmap.grad = qry.grad = None
+        out = fn()
+        (out * w).sum().backward()
+        return out.detach(), fmap.grad.clone(), qry.grad.clone()
+
+    ref = grads(lambda: einsum(sample_frame_patches(fmap, centers, 3), qry))
+    exact = grads(lambda: correlation_volume(sample_frame_patches(fmap, centers, 3), qry))
+    fast = grads(lambda: correlation_volume_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, qry, 3))
+    for got in (exact, fast):
+        for a, r in zip(got, ref):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(correlation_volume(sample_frame_patches(fmap, centers, 3), qry), exact[0],
+                                   rtol=0, atol=1e-5)
+
+
 def test_correlation_volume_matches_einsum():
     torch.manual_seed(0)
     b, s, n, c = 2, 3, 5, 8
