@@ -60,6 +60,11 @@ def test_half_checkpoint_size_and_exact_time_emb(tmp_path, small_offline):
     half = save_checkpoint(small_offline, tmp_path / "half.safetensors", half=True)
     assert half.stat().st_size < 0.6 * full.stat().st_size
     assert half.stat().st_size <= 10 * 2**20  # the bundled small model must stay under 10 MB
+    import os
+    import stat
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(half.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
     loaded = load_model(half)
     assert torch.equal(loaded.time_emb, small_offline.time_emb)
     w = small_offline.corr_mlp.fc1.weight
