@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from cotracker3_plugin.reconstruct.correspondences import (
     frame_pairs,
     moving_track_filter,
     parallax_share,
+    refine_observations,
     usable_observations,
 )
 from cotracker3_plugin.reconstruct.mapping import (
@@ -82,6 +83,10 @@ class ReconstructConfig:
     """Tracks handed to the mapper (spread over the image, longest first); all tracks are triangulated."""
     min_sfm_tracks_per_frame: int = 150
     """More tracks go to the mapper where a frame sees fewer than this many of the chosen ones."""
+    refine_tracks: bool = False
+    """Sharpen the tracks with OpenCV Lucas-Kanade from their query points before anything else, keeping
+    only observations that converge near the track and pass a forward-backward check (needs the clip).
+    For coarse trackers such as the bundled small model; it drops most observations of precise ones."""
     margin: float = 4.0
     """Ignore observations closer than this many pixels to the frame border."""
     min_confidence: float | None = None
@@ -376,6 +381,13 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     stage("correspondences")
     usable_all = usable_observations(tracks, margin=cfg.margin, min_confidence=cfg.min_confidence,
                                      exclude_mask=exclude_mask)
+    if cfg.refine_tracks:
+        if clip is None or clip.frame_size != tracks.frame_size:
+            raise UserError("--reconstruct.refine-tracks needs the video the tracks were made on, at the "
+                            "tracks' frame size.")
+        xy, usable_all = refine_observations(tracks, clip.frames, usable_all)
+        log.info("refined %d of %d observations", int(usable_all.sum()), int(tracks.visible.sum()))
+        tracks = replace(tracks, xy=xy)
     frames = _select_frames(T, cfg.stride, cfg.max_frames)
     rep.frames_mapped = len(frames)
     xy_f = tracks.xy[frames].astype(np.float64)

@@ -44,3 +44,31 @@ def test_moving_tracks_are_rejected():
     false_alarm = (~static[~s.moving]).mean()
     assert caught > 0.9, caught
     assert false_alarm < 0.02, false_alarm
+
+
+def test_refine_observations_sharpens_coarse_tracks_and_drops_wrong_ones():
+    import cv2
+
+    from cotracker3_plugin.reconstruct.correspondences import refine_observations
+    from cotracker3_plugin.tracks import Tracks
+
+    # A smooth random texture moving by known sub-pixel shifts; coarse tracks = truth + 2.5 px noise.
+    rng = np.random.default_rng(0)
+    T, H, W = 6, 120, 160
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (H + 40, W + 40)).astype(np.float32), (0, 0), 2.0)
+    shifts = np.array([[1.7 * t, -0.9 * t] for t in range(T)])
+    frames = np.stack([np.repeat(cv2.warpAffine(base, np.float32([[1, 0, -20 + dx], [0, 1, -20 + dy]]), (W, H))
+                                 [..., None], 3, -1).clip(0, 255).astype(np.uint8) for dx, dy in shifts])
+    gx, gy = np.meshgrid(np.linspace(25, W - 25, 8), np.linspace(25, H - 25, 6))
+    q = np.stack([gx.ravel(), gy.ravel()], -1)
+    truth = q[None] + shifts[:, None]
+    coarse = truth + rng.normal(0, 2.5, truth.shape)
+    coarse[0] = q
+    coarse[3, 0] += 40.0  # a wrong association: LK must not pull it back, and it is dropped
+    vis = np.ones(truth.shape[:2], bool)
+    tr = Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
+    xy, kept = refine_observations(tr, frames, vis)
+    assert not kept[3, 0] and kept.mean() > 0.9
+    err_before = np.linalg.norm(coarse - truth, axis=-1)[1:][kept[1:]]
+    err_after = np.linalg.norm(xy - truth, axis=-1)[1:][kept[1:]]
+    assert np.median(err_before) > 2.0 and np.median(err_after) < 0.1, (np.median(err_before), np.median(err_after))

@@ -96,3 +96,9 @@ def test_pure_rotation_gives_no_poses_rather_than_wrong_ones():
     sc = res.scene
     assert sc.num_registered == 0 and res.report.unregistered_frames == list(range(T))
     assert len(sc.points) == 0
+
+
+def test_refine_tracks_needs_the_clip(synthetic):
+    s, _ = synthetic
+    with pytest.raises(UserError, match="refine-tracks needs the video"):
+        reconstruct(s.tracks, None, ReconstructConfig(refine_tracks=True))
