@@ -214,14 +214,15 @@ def refine_observations(tracks: Tracks, frames: np.ndarray, usable: np.ndarray, 
         px = np.clip(np.rint(start.reshape(-1, 2)).astype(np.int64), 0, [g.shape[1] - 1, g.shape[0] - 1])
         contrast = 0.8 * std[px[:, 1], px[:, 0]] + 1.0  # mean absolute deviation of a Gaussian-ish patch
         for t in range(len(frames)):
-            sel = ids[usable[t, ids]]
+            seen = usable[t, ids]
+            sel = ids[seen]
             if t == q or len(sel) == 0:
-                kept[t, sel] = usable[t, sel]
+                kept[t, sel] = True
                 continue
-            p0 = start[np.isin(ids, sel)]
+            p0 = start[seen]
             guess = xy[t, sel].reshape(-1, 1, 2)
             p1, ok, err = cv2.calcOpticalFlowPyrLK(gray[q], gray[t], p0, guess.copy(), **lk)
-            good = ((ok.ravel() == 1) & (err.ravel() < max_residual * contrast[np.isin(ids, sel)])
+            good = ((ok.ravel() == 1) & (err.ravel() < max_residual * contrast[seen])
                     & (np.linalg.norm((p1 - guess).reshape(-1, 2), axis=1) < max_shift))
             xy[t, sel[good]] = p1.reshape(-1, 2)[good]
             kept[t, sel] = good
