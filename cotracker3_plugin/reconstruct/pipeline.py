@@ -85,7 +85,7 @@ class ReconstructConfig:
     """More tracks go to the mapper where a frame sees fewer than this many of the chosen ones."""
     refine_tracks: bool = False
     """Sharpen the tracks with OpenCV Lucas-Kanade from their query points before anything else, keeping
-    only observations that converge near the track and pass a forward-backward check (needs the clip).
+    only observations that converge near the track with a small patch residual (needs the clip).
     For coarse trackers such as the bundled small model; it drops most observations of precise ones."""
     margin: float = 4.0
     """Ignore observations closer than this many pixels to the frame border."""
@@ -226,8 +226,13 @@ def _mapping_failure(m, frame_size: tuple[int, int]) -> str:
     return ""
 
 
+def _bogus_camera(camera) -> bool:
+    """Focal length outside 0.1-10 image sizes, or distortion above 1: what degenerate motion gives."""
+    return camera.has_bogus_params(0.1, 10.0, 1.0)
+
+
 def _implausible_camera(m) -> bool:
-    return bool(m.registered.any()) and m.camera.has_bogus_params(0.1, 10.0, 1.0)
+    return bool(m.registered.any()) and _bogus_camera(m.camera)
 
 
 def _register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts: np.ndarray,
@@ -341,7 +346,7 @@ def _solve_cameras(*, tracks: Tracks, cfg: ReconstructConfig, frames: np.ndarray
                            refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
                            num_threads=cfg.num_threads)
         stage("triangulation_final" + suffix)
-        if ba.camera.has_bogus_params(0.1, 10.0, 1.0) or not np.all(np.isfinite(ba.world_from_cam[registered])):
+        if _bogus_camera(ba.camera) or not np.all(np.isfinite(ba.world_from_cam[registered])):
             # Near-degenerate motion (e.g. panning) lets the focal length run away; keep the mapper's.
             log.warning("bundle adjustment gave an implausible camera (%s); keeping the mapper's result",
                         ba.camera.params_to_string())
