@@ -23,6 +23,8 @@ checkpoints load unchanged and give the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Sequence
 
 import torch
@@ -112,6 +114,12 @@ class CoTrackerThreeBase(nn.Module):
     @property
     def model_resolution(self) -> tuple[int, int]:
         return self.config.model_resolution
+
+    def set_model_resolution(self, size: tuple[int, int]) -> CoTrackerThreeBase:
+        """Run (and train) at another input size. The weights do not depend on it: the motion
+        encoding divides displacements by this size, so motion stays relative to the frame."""
+        self.config = dataclasses.replace(self.config, model_resolution=tuple(size))
+        return self
 
     @property
     def corr_levels(self) -> int:

@@ -114,7 +114,8 @@ class FinetuneConfig(TrainerConfig):
     data: RealDataConfig = field(default_factory=RealDataConfig)
     """Real videos."""
     crop_size: tuple[int, int] = (384, 512)
-    """(H, W) random crop of the real clips (official 384 512 = the model resolution). On CPU use e.g. 96 128."""
+    """(H, W) random crop of the real clips; also the student's model resolution (official 384 512). On CPU
+    use e.g. 96 128."""
     seq_len: int | None = None
     """Frames per clip (default: 80 offline, 64 online)."""
     random_seq_len: bool | None = None
@@ -433,8 +434,9 @@ def build_student(cfg: FinetuneConfig) -> nn.Module:
     """The student in train mode, with vis_conf_head frozen unless disabled."""
     model = load_weights(cfg.init_from, online=cfg.online)
     if tuple(model.model_resolution) != tuple(cfg.crop_size):
-        log.warning("the student was built for model resolution %s but the crops are %s; the motion encoding "
-                    "keeps the checkpoint's scale", tuple(model.model_resolution), tuple(cfg.crop_size))
+        log.info("the student was built for model resolution %s; fine-tuning (and the saved model) use the "
+                 "crop size %s", tuple(model.model_resolution), tuple(cfg.crop_size))
+        model.set_model_resolution(tuple(cfg.crop_size))
     if cfg.freeze_vis_conf_head:
         freeze_vis_conf_head(model)
     return model.train()

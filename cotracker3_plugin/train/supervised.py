@@ -72,9 +72,9 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.init_from is not None:
         model = load_model(cfg.init_from, online=cfg.online)
         if tuple(model.model_resolution) != tuple(cfg.crop_size):
-            log.warning("%s was built for model resolution %s but training crops are %s; the motion "
-                        "encoding keeps the checkpoint's scale", cfg.init_from, model.model_resolution,
-                        tuple(cfg.crop_size))
+            log.info("%s was built for model resolution %s; training (and the saved model) use the crop "
+                     "size %s", cfg.init_from, model.model_resolution, tuple(cfg.crop_size))
+            model.set_model_resolution(tuple(cfg.crop_size))
         return model.train()
     return _build(model_config(cfg.model, cfg.online, cfg.crop_size), cfg.online).train()
 

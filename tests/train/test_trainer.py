@@ -83,6 +83,10 @@ def test_cli_and_init_from(tmp_path):
     again = build_model(cfg)
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
+    assert tuple(again.model_resolution) == (32, 48)
+    # training at another crop size makes it the model resolution of the continued model
+    bigger = build_model(dataclasses.replace(cfg, crop_size=(64, 96)))
+    assert tuple(bigger.model_resolution) == (64, 96) and bigger.window_len == 8
     # user errors are reported, not raised
     assert main(["train", "--output-dir", str(tmp_path / "bad"), "--crop-size", "30", "48"]) == 2
     assert main(["train", "--data", "kubric", "--output-dir", str(tmp_path / "bad")]) == 2
