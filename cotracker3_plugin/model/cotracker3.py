@@ -24,7 +24,6 @@ checkpoints load unchanged and give the same numbers.
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Sequence
 
 import torch

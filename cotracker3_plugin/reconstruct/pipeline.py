@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.io.camera_metadata import focal_prior
 from cotracker3_plugin.io.clip import Clip
 from cotracker3_plugin.reconstruct import cleanup
 from cotracker3_plugin.reconstruct.correspondences import (
@@ -61,9 +62,14 @@ class ReconstructConfig:
     camera_model: CameraModel = "SIMPLE_RADIAL"
     """Shared camera model for all frames (one focal length, radial distortion k1 by default)."""
     focal: float | None = None
-    """Focal length in pixels if known; default: estimated, starting from 1.2 * max(width, height)."""
+    """Focal length in pixels if known; default: estimated, starting from the source's metadata (see
+    ``metadata_focal``) or else 1.2 * max(width, height)."""
     refine_focal: bool = True
     """Refine the given ``focal`` in bundle adjustment (ignored when ``focal`` is not given)."""
+    metadata_focal: bool = True
+    """Without ``focal``, start from the focal length the camera recorded, when the source has one: EXIF
+    FocalLengthIn35mmFilm or FocalLength + FocalPlaneXResolution of photos, a phone video's 35 mm-equivalent
+    metadata key. It is still refined."""
     constrained_retry: bool = True
     """When the free camera fails (no structure, or an absurd focal length or distortion, typical of
     panning shots and scenes dominated by a moving subject) but the tracks show parallax, solve again
@@ -146,6 +152,8 @@ class ReconstructReport:
     mean_reprojection_error: float = float("nan")
     """Mean over the scene's points of their mean reprojection error (px)."""
     focal: float = float("nan")
+    focal_prior: str = ""
+    """Where the starting focal length came from: "given", the metadata tag, or "default (1.2 x side)"."""
     runtime_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -289,6 +297,19 @@ class _Solution:
     """Why these poses cannot be used ("" when they can)."""
 
 
+def _focal_prior(cfg: ReconstructConfig, clip: Clip | None, frame_size: tuple[int, int]
+                 ) -> tuple[float | None, str]:
+    """The starting focal length (None: the mapper's default) and where it came from."""
+    if cfg.focal:
+        return float(cfg.focal), "given"
+    if cfg.metadata_focal and clip is not None:
+        prior = focal_prior(clip.source, frame_size)
+        if prior is not None:
+            log.info("starting focal length %.0f px from %s", prior.focal, prior.source)
+            return prior.focal, prior.source
+    return None, "default (1.2 x side)"
+
+
 def _solve_cameras(*, tracks: Tracks, cfg: ReconstructConfig, frames: np.ndarray, xy_f: np.ndarray,
                    usable_sfm: np.ndarray, geoms, static: np.ndarray, usable_static: np.ndarray,
                    stage: Callable[[str], None], camera_model: str, focal: float | None, refine_focal: bool,
@@ -411,7 +432,9 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     usable_static = usable_all & static[None]
     solve = dict(tracks=tracks, cfg=cfg, frames=frames, xy_f=xy_f, usable_sfm=usable_f & sfm_mask[None],
                  geoms=geoms, static=static, usable_static=usable_static, stage=stage)
-    sol = _solve_cameras(camera_model=cfg.camera_model, focal=cfg.focal, refine_focal=cfg.refine_focal, **solve)
+    focal, rep.focal_prior = _focal_prior(cfg, clip, tracks.frame_size)
+    refine_focal = cfg.refine_focal or cfg.focal is None
+    sol = _solve_cameras(camera_model=cfg.camera_model, focal=focal, refine_focal=refine_focal, **solve)
     if sol.failure:
         fixed = cfg.focal is not None and not cfg.refine_focal and cfg.camera_model == "SIMPLE_PINHOLE"
         parallax = parallax_share(xy_f, usable_f & static[None], threshold=cfg.epipolar_threshold)
@@ -423,7 +446,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
             # map. The focal length is then barely observable: try a few fields of view, keep the
             # one whose points reproject best.
             side = max(tracks.frame_size)
-            focals = [float(cfg.focal)] if cfg.focal else [k * side for k in RETRY_FOCALS]
+            focals = [float(focal)] if focal else [k * side for k in RETRY_FOCALS]
             log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %s px; pass the real "
                         "focal length with --reconstruct.focal if you know it)", sol.failure,
                         " / ".join(f"{f:.0f}" for f in focals))

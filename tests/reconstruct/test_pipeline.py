@@ -102,3 +102,20 @@ def test_refine_tracks_needs_the_clip(synthetic):
     s, _ = synthetic
     with pytest.raises(UserError, match="refine-tracks needs the video"):
         reconstruct(s.tracks, None, ReconstructConfig(refine_tracks=True))
+
+
+def test_focal_prior_from_exif_of_the_image_folder(synthetic, tmp_path):
+    from PIL import Image
+
+    s, res = synthetic
+    assert res.report.focal_prior == "default (1.2 x side)"  # a clip without a source
+    h, w = s.tracks.frame_size
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 24  # FocalLengthIn35mmFilm: 24 / 43.27 * 800 = 444 px
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "0000.jpg", exif=exif)
+    clip = Clip(np.zeros((T, h, w, 3), np.uint8), source=tmp_path)
+    with_exif = reconstruct_detailed(s.tracks, clip, ReconstructConfig(num_threads=2)).report
+    assert with_exif.focal_prior.startswith("EXIF FocalLengthIn35mmFilm 24 mm")
+    assert with_exif.focal == pytest.approx(600, rel=0.01)  # a prior, still refined to the true focal
+    off = reconstruct_detailed(s.tracks, clip, ReconstructConfig(num_threads=2, metadata_focal=False)).report
+    assert off.focal_prior == "default (1.2 x side)"
