@@ -7,7 +7,8 @@ timing in ../shared/reference/README.md), looped back and forth for more than 48
 
 Modes, each timed in the same run: ``exact`` (the default: the official computation, equal to
 it within the parity tolerances), ``fast`` (``model.set_fast()``: fused attention and a
-gather-based correlation) and, with ``--official DIR``, the **official** predictors themselves
+gather-based correlation), ``fast-whole`` (fast, but the correlation volumes of the whole clip at
+once, as before they were computed in chunks of frames at inference) and, with ``--official DIR``, the **official** predictors themselves
 (``CoTrackerPredictor`` / ``CoTrackerOnlinePredictor`` imported from a checkout of
 facebookresearch/co-tracker at ``DIR``, randomly initialised, driven the way its demos drive
 them). The official code is never part of this package: point ``--official`` at your own
@@ -92,8 +93,12 @@ def run_one(kind: str, frames: int, grid: int, mode: str, device: str, threads: 
     torch.manual_seed(0)
     cls = CoTrackerThreeOnline if online else CoTrackerThreeOffline
     model = cls(CoTrackerConfig.online() if online else CoTrackerConfig.offline()).eval().to(device)
-    if mode == "fast":
+    if mode.startswith("fast"):
         model.set_fast(True)
+    if mode.endswith("-whole"):
+        import cotracker3_plugin.model.cotracker3 as net
+
+        net.INFERENCE_CORRELATION_ROWS = 1 << 62
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -120,7 +125,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, nargs="+", default=[48])
     ap.add_argument("--grids", type=int, nargs="+", default=[10])
     ap.add_argument("--models", nargs="+", default=["offline", "online"], choices=["offline", "online"])
-    ap.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["official", "exact", "fast"])
+    ap.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["official", "exact", "fast", "fast-whole"])
     ap.add_argument("--official", metavar="DIR", help="a checkout of facebookresearch/co-tracker (for mode official)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)

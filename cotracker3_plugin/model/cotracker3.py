@@ -44,6 +44,9 @@ from cotracker3_plugin.model.transformer import Mlp, UpdateFormer
 #: a fraction of the memory (a 60-frame 384x512 window: 2.3 instead of 5.7 GiB peak) and,
 #: its activations staying in cache, about 20 % faster on CPU.
 FMAPS_CHUNK = 16
+#: (frame, track) pairs whose correlation volumes are computed at once at inference (~50 MB of
+#: volumes; the result is the same as for the whole clip at once).
+INFERENCE_CORRELATION_ROWS = 4096
 
 TrainData = tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], list[list[torch.Tensor]], torch.Tensor]
 ModelOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "TrainData | None"]
@@ -195,8 +198,16 @@ class CoTrackerThreeBase(nn.Module):
         """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units).
 
         ``pyramid`` levels are (B, S, C, H, W), or channels-last (B, S, H, W, C) in fast mode.
+        Without autograd it runs on chunks of frames: each (frame, track) pair holds a k^4 volume
+        (2401 floats), so a whole clip's volumes would dominate inference memory.
         """
         b, s, n, _ = coords.shape
+        chunk = s if torch.is_grad_enabled() else max(1, INFERENCE_CORRELATION_ROWS // max(b * n, 1))
+        if chunk < s:
+            return torch.cat([
+                self.correlation_embedding([lvl[:, t:t + chunk] for lvl in pyramid], coords[:, t:t + chunk], patches)
+                for t in range(0, s, chunk)
+            ], dim=1)
         flat = coords.reshape(b * s, n, 2)
         embs = []
         for i, (level, qp) in enumerate(zip(pyramid, patches)):
