@@ -23,7 +23,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,12 +137,17 @@ def _read_pth(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(state dict, metadata) of a .pth: a plain or wrapped state dict, or a resumable training
     checkpoint of ``cotracker3 train``/``finetune`` (its architecture is in ``meta``)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses the file
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        # torch's own message suggests weights_only=False, which would run pickled code: not shown.
+        code = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = (f"it asks to call {code.group(1)}, which was refused (a pickle that runs code)" if code else
+                "it is corrupt, not a checkpoint, or it pickles objects other than tensors")
         raise CheckpointError(
-            # torch's own message suggests weights_only=False, which would run pickled code: not shown.
-            f"{path} is not a loadable PyTorch checkpoint ({type(e).__name__}): it is corrupt, not a checkpoint, "
-            "or it pickles objects other than tensors. Only plain state dicts are read (pickled code is never "
+            f"{path} is not a loadable PyTorch checkpoint ({type(e).__name__}): {what}. "
+            "Only plain state dicts are read (pickled code is never "
             "executed, and this package will not load such a file); pass an official "
             "CoTracker3 .pth or a .safetensors file written by cotracker3_plugin."
         ) from e

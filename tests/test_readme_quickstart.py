@@ -69,6 +69,9 @@ def test_quickstart_job_runs_verbatim(tmp_path):
     out = tmp_path / "outputs" / "quickstart"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_registered"] >= 2 and summary["points"] > 0, summary
+    runtime = summary["runtime_s"]  # written inside the atomic export, so the export is timed too
+    assert set(runtime) == {"decode", "track", "reconstruct", "export", "total"} and runtime["export"] > 0
+    assert runtime["total"] == pytest.approx(sum(v for k, v in runtime.items() if k != "total"), abs=0.01)
     transforms = json.loads((out / "transforms.json").read_text())
     assert len(transforms["frames"]) == summary["frames_registered"]
     assert (out / "sparse_pc.ply").is_file() and (out / "colmap" / "sparse" / "0" / "cameras.bin").is_file()

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -191,6 +192,12 @@ def progress_callback(desc: str, *, enabled: bool = True,
         bar.close()
 
 
+def _final_path(path: str) -> str:
+    """The path a user asked for, without the temporary names of the atomic writers
+    (``.NAME.XXXXXXXX.partial`` folders, ``.NAME.XXXXXXXX.tmp`` files)."""
+    return re.sub(r"(^|/)\.([^/]+?)\.[A-Za-z0-9_]{8}\.(?:partial|tmp)(?=/|$)", r"\1\2", path)
+
+
 def run_reporting_errors(fn: Callable[[], Any], *, verbose: bool = False) -> int:
     """Run ``fn`` and turn user-facing failures into one-paragraph messages and exit codes.
 
@@ -213,7 +220,8 @@ def run_reporting_errors(fn: Callable[[], Any], *, verbose: bool = False) -> int
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT) or verbose:
             raise
-        print(f"\nError: the disk is full ({e.strerror}) while writing {e.filename or 'the outputs'}. "
+        where = _final_path(str(e.filename)) if e.filename else "the outputs"
+        print(f"\nError: the disk is full ({e.strerror}) while writing {where}. "
               "Partial outputs were removed. Free some space or choose an --output on another disk.",
               file=sys.stderr)
         return 2

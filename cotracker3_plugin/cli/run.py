@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -121,27 +122,36 @@ def run(cfg: Config) -> int:
     log.info("%d of %d frames registered, %d points", scene.num_registered, scene.num_frames,
              len(scene.points))
 
+    summary: dict = {}
+
+    def write_run_summary(folder: Path) -> None:
+        # Inside the dataset's temporary folder: the summary lands with the rest, or not at all.
+        runtime = {k: v for k, v in sw.rounded().items() if k != "total"}
+        runtime["export"] = round(time.perf_counter() - export_start, 3)
+        runtime["total"] = round(sum(runtime.values()), 3)
+        summary.update({
+            "video": str(video.resolve()),
+            "frames": clip.num_frames,
+            "frame_size_hw": list(clip.frame_size),
+            "tracks": tracks.num_points,
+            "mean_visibility": round(tracks.mean_visibility(), 4),
+            "frames_registered": scene.num_registered,
+            "unregistered_frames": [int(i) for i in scene.frame_indices[~scene.registered]],
+            "points": int(len(scene.points)),
+            "mean_reprojection_error_px": (round(float(scene.point_errors.mean()), 4)
+                                           if len(scene.point_errors) else None),
+            "tracker": cfg.tracker,
+            "model": tracks.meta.get("model", cfg.model or "bundled"),
+            "runtime_s": runtime,
+            "outputs": {"dataset": str(output), "transforms": str(output / "transforms.json"),
+                        "colmap": str(output / "colmap" / "sparse" / "0"),
+                        "points": str(output / "sparse_pc.ply"), "tracks": str(output / "tracks.npz")},
+        })
+        write_summary(folder / "summary.json", summary)
+
+    export_start = time.perf_counter()
     with sw("export"):
-        process_data(clip, output, pcfg, tracker=tracks, scene=scene)
-    summary = {
-        "video": str(video.resolve()),
-        "frames": clip.num_frames,
-        "frame_size_hw": list(clip.frame_size),
-        "tracks": tracks.num_points,
-        "mean_visibility": round(tracks.mean_visibility(), 4),
-        "frames_registered": scene.num_registered,
-        "unregistered_frames": [int(i) for i in scene.frame_indices[~scene.registered]],
-        "points": int(len(scene.points)),
-        "mean_reprojection_error_px": (round(float(scene.point_errors.mean()), 4)
-                                       if len(scene.point_errors) else None),
-        "tracker": cfg.tracker,
-        "model": tracks.meta.get("model", cfg.model or "bundled"),
-        "runtime_s": sw.rounded(),
-        "outputs": {"dataset": str(output), "transforms": str(output / "transforms.json"),
-                    "colmap": str(output / "colmap" / "sparse" / "0"),
-                    "points": str(output / "sparse_pc.ply"), "tracks": str(output / "tracks.npz")},
-    }
-    write_summary(output / "summary.json", summary)
+        process_data(clip, output, pcfg, tracker=tracks, scene=scene, extra=write_run_summary)
     _print_summary(summary)
     if cfg.view:
         from cotracker3_viser.cli import Config as ViewConfig

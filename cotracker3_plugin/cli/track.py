@@ -142,18 +142,18 @@ def queries_to_clip(queries: np.ndarray, clip: Clip, source_hw: tuple[int, int])
     if outside.any():
         bad = np.nonzero(outside)[0]
         raise UserError(
-            f"Query rows {_rows(bad)} (counting from 0) lie outside the {sw}x{sh} frame, e.g. row "
-            f"{int(bad[0])} at x={x[bad[0]]:g}, y={y[bad[0]]:g}. Queries are 't, x, y' in pixels of "
-            "the source video (x to the right, y down); did you swap x and y?")
+            f"Query rows {_rows(bad)} (data rows counted from 0, a header line not counted) lie outside "
+            f"the {sw}x{sh} frame, e.g. row {int(bad[0])} at x={x[bad[0]]:g}, y={y[bad[0]]:g}. Queries are "
+            "'t, x, y' in pixels of the source video (x to the right, y down); did you swap x and y?")
     idx = clip.frame_indices.astype(np.float64)
     late = (t < idx[0] - 0.5) | (t > idx[-1] + 0.5)
     if late.any():
         bad = np.nonzero(late)[0]
         raise UserError(
-            f"Query rows {_rows(bad)} (counting from 0) are at frames outside the decoded frames "
-            f"{int(idx[0])}..{int(idx[-1])}, e.g. row {int(bad[0])} at frame {t[bad[0]]:g}. Use frame "
-            "indices of the source video inside that range, or change --start-time/--end-time/"
-            "--max-frames.")
+            f"Query rows {_rows(bad)} (data rows counted from 0, a header line not counted) are at frames "
+            f"outside the decoded frames {int(idx[0])}..{int(idx[-1])}, e.g. row {int(bad[0])} at frame "
+            f"{t[bad[0]]:g}. Use frame indices of the source video inside that range, or change "
+            "--start-time/--end-time/--max-frames.")
     nearest = np.abs(t[:, None] - idx[None]).argmin(1)
     moved = np.abs(idx[nearest] - t) > 1e-3
     if moved.any():

@@ -163,6 +163,11 @@ def _check_folder(path: Path) -> list[Path]:
                      "Pass a video file, or a folder holding the frames as images.")
 
 
+def _reason(e: Exception) -> str:
+    """FFmpeg's words without its error number and the repeated path."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 def _open_container(path: Path):  # -> av.container.InputContainer
     import av
 
@@ -171,7 +176,7 @@ def _open_container(path: Path):  # -> av.container.InputContainer
     except av.error.FileNotFoundError as e:
         raise VideoError(f"Video {path} does not exist. Check the path.") from e
     except (av.error.InvalidDataError, av.error.DemuxerNotFoundError, av.error.EOFError) as e:
-        raise VideoError(f"{path} is not a readable video (FFmpeg: {e}). It may be corrupt, "
+        raise VideoError(f"{path} is not a readable video (FFmpeg: {_reason(e)}). It may be corrupt, "
                          "truncated or not a video at all; re-export it (e.g. as H.264 mp4) or pass "
                          "a folder of images.") from e
     except (av.FFmpegError, OSError) as e:
@@ -225,7 +230,7 @@ def probe_video(path: PathLike) -> VideoInfo:
                 rotation = _normalise_rotation(frame.rotation)
                 break
         except av.FFmpegError as e:
-            raise VideoError(f"{path} is not a decodable video (FFmpeg: {e}). Re-export it (e.g. as "
+            raise VideoError(f"{path} is not a decodable video (FFmpeg: {_reason(e)}). Re-export it (e.g. as "
                              "H.264 mp4) or pass a folder of images.") from e
         if rotation is None:
             raise VideoError(f"{path} contains no video frames. Pass a video with at least one frame.")
@@ -332,7 +337,7 @@ def iter_frames(path: PathLike, *, stride: int = 1, max_frames: int | None = Non
                     log.warning("%s is damaged after frame %d (FFmpeg: %s); keeping the %d frames "
                                 "decoded before it.", path, count, e, kept)
                     return
-                raise VideoError(f"{path} could not be decoded (FFmpeg: {e}). The file is corrupt or "
+                raise VideoError(f"{path} could not be decoded (FFmpeg: {_reason(e)}). The file is corrupt or "
                                  "truncated; re-export it or pass a folder of images.") from e
             if frame.pts is not None and tb is not None:
                 t = float((frame.pts - t0) * tb)

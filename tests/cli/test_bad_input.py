@@ -63,10 +63,14 @@ def test_zero_frame_video(tmp_path, capsys):
     import av
 
     path = tmp_path / "zero.mp4"
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w") as c:  # the mp4 muxer drops a video stream that got no frames
         s = c.add_stream("libx264", rate=10)
-        s.width, s.height = 64, 48
-    _fails(["run", str(path), "--output", str(tmp_path / "o")], capsys, "frame")
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        c.start_encoding()
+        for packet in s.encode():
+            c.mux(packet)
+    assert path.is_file()
+    _fails(["run", str(path), "--output", str(tmp_path / "o")], capsys, "has no video frames")
     assert not (tmp_path / "o").exists()
 
 
@@ -115,8 +119,14 @@ def test_pickle_that_would_execute_code_is_never_run(make_video, tmp_path, capsy
     ckpt = tmp_path / "evil.pth"
     with open(ckpt, "wb") as f:
         pickle.dump({"state_dict": _Evil(str(marker))}, f)
-    _fails(["run", str(make_video(num=4)), "--model", str(ckpt), "--output", str(tmp_path / "o")],
-           capsys, "evil.pth")
+    err = _fails(["run", str(make_video(num=4)), "--model", str(ckpt), "--output", str(tmp_path / "o")],
+                 capsys, "evil.pth")
+    assert not marker.exists(), "the pickle's code ran"
+    assert "UserWarning" not in err  # torch's warning about the pickle protocol is not shown
+    # the same payload in torch's zip format: refused, naming the call it wanted
+    torch.save({"state_dict": _Evil(str(marker))}, ckpt)
+    err = _fails(["track", str(make_video(num=4)), "--model", str(ckpt), "--output", str(tmp_path / "o")],
+                 capsys, "evil.pth", "system, which was refused")
     assert not marker.exists(), "the pickle's code ran"
 
 
@@ -172,4 +182,35 @@ def test_disk_full_while_writing(make_video, tiny_ckpt, tmp_path, capsys, monkey
     _fails(["track", str(make_video(num=6)), "--model", str(tiny_ckpt), "--grid-size", "3",
             "--output", str(tmp_path / "o")], capsys, "disk is full", "free some space")
     assert not (tmp_path / "o").exists()
+    _no_leftovers(tmp_path)
+
+
+def test_disk_full_while_writing_the_dataset_images(tmp_path, capsys, monkeypatch):
+    # cv2.imwrite only returns False on a full disk; the dataset writer must report ENOSPC and the
+    # message must name the folder the user asked for, not the atomic writer's temporary one.
+    from pathlib import Path as _Path
+
+    from cotracker3_nerfstudio.process_data import write_images
+
+    from cotracker3_plugin._atomic import atomic_dir
+    from cotracker3_plugin.cli._common import run_reporting_errors
+
+    real = _Path.write_bytes
+
+    def full(self, data):
+        if self.suffix == ".png":
+            real(self, data[: len(data) // 2])  # what a full disk leaves: a cut file
+            raise OSError(errno.ENOSPC, "No space left on device")  # write() errors name no file
+        return real(self, data)
+
+    monkeypatch.setattr(_Path, "write_bytes", full)
+
+    def export():
+        with atomic_dir(tmp_path / "dataset") as tmp:
+            write_images(np.zeros((2, 16, 16, 3), np.uint8), tmp / "images", ["a.png", "b.png"], 1)
+
+    assert run_reporting_errors(export) == 2
+    err = capsys.readouterr().err
+    assert "disk is full" in err and f"{tmp_path / 'dataset' / 'images' / 'a.png'}." in err, err
+    assert ".partial" not in err and not (tmp_path / "dataset").exists()
     _no_leftovers(tmp_path)

@@ -142,8 +142,13 @@ def write_images(frames: np.ndarray, image_dir: Path, names: list[str], num_down
         for f, d in zip(factors, dirs):
             img = bgr if f == 1 else cv2.resize(bgr, (max(1, w // f), max(1, h // f)),
                                                 interpolation=cv2.INTER_AREA)
-            if not cv2.imwrite(str(d / name), img):
-                raise OSError(f"could not write {d / name}")
+            ok, data = cv2.imencode(Path(name).suffix, img)
+            if not ok:
+                raise ValueError(f"OpenCV cannot encode {name}")
+            try:  # a Python write reports a full disk as ENOSPC (cv2.imwrite only says False)
+                (d / name).write_bytes(data.tobytes())
+            except OSError as e:  # a failed write() does not name its file
+                raise OSError(e.errno, e.strerror, str(d / name)) from e
 
 
 # --------------------------------------------------------------------------- tracking
@@ -250,6 +255,7 @@ def process_data(
     *,
     tracker: Tracker | Tracks | None = None,
     scene: Scene | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Turn a video (or image folder, or :class:`Clip`) into a nerfstudio dataset at ``output_dir``.
 
@@ -260,6 +266,8 @@ def process_data(
         tracker: replaces the tracker that ``config.tracker`` names: a function ``clip -> Tracks``
             or precomputed :class:`Tracks` (pixels of the clip's frames).
         scene: a precomputed reconstruction of these tracks (skips pycolmap mapping).
+        extra: writes more files into the dataset (called with its temporary folder, so they
+            land atomically with the rest).
 
     Returns:
         ``output_dir``.
@@ -322,6 +330,8 @@ def process_data(
         write_transforms(recon_dir, tmp)
         tracks.save(tmp / "tracks.npz")
         scene.save(tmp / "scene.npz")
+        if extra is not None:
+            extra(tmp)
     return output_dir
 
 
