@@ -229,13 +229,15 @@ def run(cfg: Config) -> int:
     t_start = time.perf_counter()
 
     with atomic_dir(out_dir, overwrite=cfg.overwrite) as tmp:
-        # the model first: a wrong --model or --device fails before a long decode
+        # A bad video fails before the model loads (probing is cheap), a wrong --model or
+        # --device before a long decode.
+        with sw("decode"):
+            info = probe_video(cfg.video)
         with sw("load_model"):
             device = resolve_device(cfg.device)
             model = load_model_verbose(cfg.model, online=online, device=device)
 
         with sw("decode"):
-            info = probe_video(cfg.video)
             dec = cfg.decode
             opts = dec.kwargs()
             # iterate once with a bar, so long videos show progress while decoding
