@@ -151,7 +151,7 @@ def eval_forward_backward(clips: dict[str, np.ndarray], tracker) -> dict:
         xy, vis = tracker(frames, q)
         seconds += time.perf_counter() - t0
         frames_done += T
-        end = np.asarray(xy)[-1]
+        end = np.clip(np.asarray(xy)[-1], 0, [W - 1, H - 1])  # tracks that left the frame: not scored
         seen = np.asarray(vis, bool)[-1]
         back_q = np.concatenate([np.full((len(q), 1), T - 1, np.float32), end], 1)
         xy_b, _ = tracker(frames, back_q)
