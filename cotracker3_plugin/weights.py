@@ -299,6 +299,9 @@ def load_model(
         state["time_emb"] = model.time_emb
     model.load_state_dict(state, strict=True)
     logger.info("loaded %s model from %s", "online" if kind_online else "offline", path)
+    # Which weights these are, for the tracks' metadata (reconstruction treats the bundled model's
+    # coarse tracks differently).
+    model.weights_label = "bundled default" if name_or_path is None else str(name_or_path)
     return model.to(device).eval()
 
 

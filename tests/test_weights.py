@@ -6,6 +6,7 @@ import json
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -188,7 +189,14 @@ def test_bundled_checkpoint(tmp_path, monkeypatch, small_offline):
     with pytest.raises(CheckpointError, match="No bundled model is present"):
         load_model()
     save_checkpoint(small_offline, tmp_path / "cotracker3_small.safetensors", half=True)
-    assert isinstance(load_model(), CoTrackerThreeOffline)
+    model = load_model()
+    assert isinstance(model, CoTrackerThreeOffline) and model.weights_label == "bundled default"
+    # the tracks say which weights made them (reconstruction refines the bundled model's tracks)
+    from cotracker3_plugin.predict import track
+
+    tracks = track(np.zeros((4, 32, 48, 3), np.uint8), model, grid_size=2)
+    assert tracks.meta["model"] == "bundled default"
+    assert load_model(tmp_path / "cotracker3_small.safetensors").weights_label.endswith("small.safetensors")
 
 
 # -- downloads (simulated: tests never touch the network) -------------------------------------

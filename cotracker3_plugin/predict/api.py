@@ -209,6 +209,8 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
     if hasattr(model, "eval"):
         model.eval()
     meta = {"mode": "online" if online else "offline", "rule": rule, "iters": str(iters)}
+    if getattr(model, "weights_label", None):
+        meta["model"] = str(model.weights_label)
     try:
         if dense:
             return _track_dense(frames, num_frames, hw, model, grid_query_frame=grid_query_frame,

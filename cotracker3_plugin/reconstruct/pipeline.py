@@ -89,10 +89,12 @@ class ReconstructConfig:
     """Tracks handed to the mapper (spread over the image, longest first); all tracks are triangulated."""
     min_sfm_tracks_per_frame: int = 150
     """More tracks go to the mapper where a frame sees fewer than this many of the chosen ones."""
-    refine_tracks: bool = False
+    refine_tracks: bool | Literal["auto"] = "auto"
     """Sharpen the tracks with OpenCV Lucas-Kanade from their query points before anything else, keeping
     only observations that converge near the track with a small patch residual (needs the clip).
-    For coarse trackers such as the bundled small model; it drops most observations of precise ones."""
+    For coarse trackers such as the bundled small model; it drops most observations of precise ones.
+    auto: on for the bundled model's tracks (``tracks.meta["model"]`` starts with "bundled") when the
+    clip is given, off otherwise."""
     margin: float = 4.0
     """Ignore observations closer than this many pixels to the frame border."""
     min_confidence: float | None = None
@@ -136,6 +138,8 @@ class ReconstructReport:
     frames_registered_by_pnp: int = 0
     camera_implausible: bool = False
     """The mapper's camera was absurd (focal far outside 0.1-10 image sizes, or huge distortion): poses dropped."""
+    tracks_refined: bool = False
+    """The tracks were sharpened by Lucas-Kanade first (``refine_tracks``)."""
     camera_fixed: str = ""
     """Why the camera was held fixed on a retry (empty when the free camera worked or no retry ran)."""
     unregistered_frames: list[int] = field(default_factory=list)
@@ -407,7 +411,14 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     stage("correspondences")
     usable_all = usable_observations(tracks, margin=cfg.margin, min_confidence=cfg.min_confidence,
                                      exclude_mask=exclude_mask)
-    if cfg.refine_tracks:
+    refine = cfg.refine_tracks
+    if refine == "auto":
+        refine = str(tracks.meta.get("model", "")).startswith("bundled")
+        if refine and (clip is None or clip.frame_size != tracks.frame_size):
+            log.info("bundled-model tracks without their clip: not refined (refine_tracks needs the frames)")
+            refine = False
+    rep.tracks_refined = bool(refine)
+    if refine:
         if clip is None or clip.frame_size != tracks.frame_size:
             raise UserError("--reconstruct.refine-tracks needs the video the tracks were made on, at the "
                             "tracks' frame size.")

@@ -119,3 +119,23 @@ def test_focal_prior_from_exif_of_the_image_folder(synthetic, tmp_path):
     assert with_exif.focal == pytest.approx(600, rel=0.01)  # a prior, still refined to the true focal
     off = reconstruct_detailed(s.tracks, clip, ReconstructConfig(num_threads=2, metadata_focal=False)).report
     assert off.focal_prior == "default (1.2 x side)"
+
+
+def test_refine_tracks_auto_is_on_for_bundled_model_tracks_only(synthetic, monkeypatch):
+    import dataclasses
+
+    from cotracker3_plugin.reconstruct import pipeline
+
+    s, _ = synthetic
+    calls = []
+    monkeypatch.setattr(pipeline, "refine_observations",
+                        lambda tracks, frames, usable: calls.append(1) or (tracks.xy, usable))
+    clip = Clip(np.zeros((T, *s.tracks.frame_size, 3), np.uint8))
+    bundled = dataclasses.replace(s.tracks, meta={"model": "bundled default"})
+    cfg = ReconstructConfig(num_threads=2)
+    assert reconstruct_detailed(bundled, clip, cfg).report.tracks_refined and len(calls) == 1
+    assert not reconstruct_detailed(bundled, None, cfg).report.tracks_refined  # no frames: skipped
+    official = dataclasses.replace(s.tracks, meta={"model": "cotracker3_offline"})
+    assert not reconstruct_detailed(official, clip, cfg).report.tracks_refined
+    assert reconstruct_detailed(official, clip, dataclasses.replace(cfg, refine_tracks=True)).report.tracks_refined
+    assert len(calls) == 2
