@@ -72,3 +72,59 @@ def test_refine_observations_sharpens_coarse_tracks_and_drops_wrong_ones():
     err_before = np.linalg.norm(coarse - truth, axis=-1)[1:][kept[1:]]
     err_after = np.linalg.norm(xy - truth, axis=-1)[1:][kept[1:]]
     assert np.median(err_before) > 2.0 and np.median(err_after) < 0.1, (np.median(err_before), np.median(err_after))
+
+
+def test_refine_observations_chains_from_the_nearest_kept_frame_when_the_query_frame_differs():
+    import cv2
+
+    from cotracker3_plugin.reconstruct.correspondences import refine_observations
+    from cotracker3_plugin.tracks import Tracks
+
+    # The texture turns 4 degrees per frame about the image centre: 28 degrees from the query frame
+    # at the end, too much for translation-only LK from the query patch, 4 degrees from the previous frame
+    # (LK's translation model is biased by ~0.1 px per degree of in-patch rotation: errors grow with the angle).
+    rng = np.random.default_rng(1)
+    T, H, W = 8, 160, 160
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (H, W)).astype(np.float32), (0, 0), 2.5)
+    c = (W / 2 - 0.5, H / 2 - 0.5)
+    mats = [cv2.getRotationMatrix2D(c, 4.0 * t, 1.0) for t in range(T)]
+    frames = np.stack([np.repeat(cv2.warpAffine(base, m, (W, H), borderMode=cv2.BORDER_REFLECT)[..., None], 3, -1)
+                       .clip(0, 255).astype(np.uint8) for m in mats])
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    q = np.stack([c[0] + 45 * np.cos(ang), c[1] + 45 * np.sin(ang)], -1)
+    truth = np.stack([q @ m[:, :2].T + m[:, 2] for m in mats])
+    coarse = truth + rng.normal(0, 2.0, truth.shape)
+    coarse[0] = q
+    vis = np.ones(truth.shape[:2], bool)
+    tr = Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
+    xy, kept = refine_observations(tr, frames, vis)
+    assert kept[-1].mean() > 0.8, kept.sum(1)  # from the query frame alone: 1 of 12
+    before = np.linalg.norm(coarse - truth, axis=-1)[1:][kept[1:]]
+    after = np.linalg.norm(xy - truth, axis=-1)[1:][kept[1:]]
+    assert np.median(before) > 2.0 and np.median(after) < 1.0, (np.median(before), np.median(after))
+
+
+def test_refine_observations_ignores_exposure_changes():
+    import cv2
+
+    from cotracker3_plugin.reconstruct.correspondences import refine_observations
+    from cotracker3_plugin.tracks import Tracks
+
+    # A moving texture whose exposure rises 12 % per frame (a phone's auto-exposure).
+    rng = np.random.default_rng(2)
+    T, H, W = 8, 120, 160
+    base = cv2.GaussianBlur(rng.uniform(0, 150, (H + 40, W + 40)).astype(np.float32), (0, 0), 2.0)
+    shifts = np.array([[1.7 * t, -0.9 * t] for t in range(T)])
+    frames = np.stack([
+        np.repeat(((1 + 0.12 * t) * cv2.warpAffine(base, np.float32([[1, 0, -20 + dx], [0, 1, -20 + dy]]), (W, H)))
+                  [..., None], 3, -1).clip(0, 255).astype(np.uint8) for t, (dx, dy) in enumerate(shifts)])
+    gx, gy = np.meshgrid(np.linspace(25, W - 25, 8), np.linspace(25, H - 25, 6))
+    q = np.stack([gx.ravel(), gy.ravel()], -1)
+    truth = q[None] + shifts[:, None]
+    coarse = truth + rng.normal(0, 2.0, truth.shape)
+    coarse[0] = q
+    vis = np.ones(truth.shape[:2], bool)
+    tr = Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
+    xy, kept = refine_observations(tr, frames, vis)
+    assert kept.mean() > 0.95, kept.sum(1)  # raw intensities: every observation after frame 0 was dropped
+    assert np.median(np.linalg.norm(xy - truth, axis=-1)[1:]) < 0.1
