@@ -46,28 +46,37 @@ def test_moving_tracks_are_rejected():
     assert false_alarm < 0.02, false_alarm
 
 
-def test_refine_observations_sharpens_coarse_tracks_and_drops_wrong_ones():
+def _moving_texture(seed: int, T: int, gain_per_frame: float = 0.0, noise_px: float = 2.5, top: float = 255):
+    """A smooth random texture moving by known sub-pixel shifts (exposure rising by ``gain_per_frame``),
+    grid queries on frame 0 and coarse tracks = truth + ``noise_px`` Gaussian noise."""
     import cv2
 
-    from cotracker3_plugin.reconstruct.correspondences import refine_observations
     from cotracker3_plugin.tracks import Tracks
 
-    # A smooth random texture moving by known sub-pixel shifts; coarse tracks = truth + 2.5 px noise.
-    rng = np.random.default_rng(0)
-    T, H, W = 6, 120, 160
-    base = cv2.GaussianBlur(rng.uniform(0, 255, (H + 40, W + 40)).astype(np.float32), (0, 0), 2.0)
+    rng = np.random.default_rng(seed)
+    H, W = 120, 160
+    base = cv2.GaussianBlur(rng.uniform(0, top, (H + 40, W + 40)).astype(np.float32), (0, 0), 2.0)
     shifts = np.array([[1.7 * t, -0.9 * t] for t in range(T)])
-    frames = np.stack([np.repeat(cv2.warpAffine(base, np.float32([[1, 0, -20 + dx], [0, 1, -20 + dy]]), (W, H))
-                                 [..., None], 3, -1).clip(0, 255).astype(np.uint8) for dx, dy in shifts])
+    frames = np.stack([
+        np.repeat(((1 + gain_per_frame * t) * cv2.warpAffine(base, np.float32([[1, 0, -20 + dx], [0, 1, -20 + dy]]),
+                                                              (W, H)))[..., None], 3, -1).clip(0, 255).astype(np.uint8)
+        for t, (dx, dy) in enumerate(shifts)])
     gx, gy = np.meshgrid(np.linspace(25, W - 25, 8), np.linspace(25, H - 25, 6))
     q = np.stack([gx.ravel(), gy.ravel()], -1)
     truth = q[None] + shifts[:, None]
-    coarse = truth + rng.normal(0, 2.5, truth.shape)
+    coarse = truth + rng.normal(0, noise_px, truth.shape)
     coarse[0] = q
-    coarse[3, 0] += 40.0  # a wrong association: LK must not pull it back, and it is dropped
     vis = np.ones(truth.shape[:2], bool)
-    tr = Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
-    xy, kept = refine_observations(tr, frames, vis)
+    return frames, truth, Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
+
+
+def test_refine_observations_sharpens_coarse_tracks_and_drops_wrong_ones():
+    from cotracker3_plugin.reconstruct.correspondences import refine_observations
+
+    frames, truth, tr = _moving_texture(0, 6)
+    coarse = tr.xy
+    coarse[3, 0] += 40.0  # a wrong association: LK must not pull it back, and it is dropped
+    xy, kept = refine_observations(tr, frames, tr.visible)
     assert not kept[3, 0] and kept.mean() > 0.9
     err_before = np.linalg.norm(coarse - truth, axis=-1)[1:][kept[1:]]
     err_after = np.linalg.norm(xy - truth, axis=-1)[1:][kept[1:]]
@@ -105,26 +114,10 @@ def test_refine_observations_chains_from_the_nearest_kept_frame_when_the_query_f
 
 
 def test_refine_observations_ignores_exposure_changes():
-    import cv2
-
     from cotracker3_plugin.reconstruct.correspondences import refine_observations
-    from cotracker3_plugin.tracks import Tracks
 
-    # A moving texture whose exposure rises 12 % per frame (a phone's auto-exposure).
-    rng = np.random.default_rng(2)
-    T, H, W = 8, 120, 160
-    base = cv2.GaussianBlur(rng.uniform(0, 150, (H + 40, W + 40)).astype(np.float32), (0, 0), 2.0)
-    shifts = np.array([[1.7 * t, -0.9 * t] for t in range(T)])
-    frames = np.stack([
-        np.repeat(((1 + 0.12 * t) * cv2.warpAffine(base, np.float32([[1, 0, -20 + dx], [0, 1, -20 + dy]]), (W, H)))
-                  [..., None], 3, -1).clip(0, 255).astype(np.uint8) for t, (dx, dy) in enumerate(shifts)])
-    gx, gy = np.meshgrid(np.linspace(25, W - 25, 8), np.linspace(25, H - 25, 6))
-    q = np.stack([gx.ravel(), gy.ravel()], -1)
-    truth = q[None] + shifts[:, None]
-    coarse = truth + rng.normal(0, 2.0, truth.shape)
-    coarse[0] = q
-    vis = np.ones(truth.shape[:2], bool)
-    tr = Tracks(coarse, vis, vis.astype(np.float32), np.c_[np.zeros(len(q)), q], (H, W))
-    xy, kept = refine_observations(tr, frames, vis)
+    # exposure rising 12 % per frame (a phone's auto-exposure)
+    frames, truth, tr = _moving_texture(2, 8, gain_per_frame=0.12, noise_px=2.0, top=150)
+    xy, kept = refine_observations(tr, frames, tr.visible)
     assert kept.mean() > 0.95, kept.sum(1)  # raw intensities: every observation after frame 0 was dropped
     assert np.median(np.linalg.norm(xy - truth, axis=-1)[1:]) < 0.1
