@@ -80,7 +80,7 @@ def run(cfg: Config) -> int:
         show_progress,
         write_summary,
     )
-    from cotracker3_plugin.reconstruct import reconstruct
+    from cotracker3_plugin.reconstruct import reconstruct_detailed
 
     video = Path(cfg.video)
     output = cfg.output or Path("outputs") / video.stem
@@ -118,7 +118,8 @@ def run(cfg: Config) -> int:
     log.info("%d tracks, %.0f%% visible", tracks.num_points, 100 * tracks.mean_visibility())
 
     with sw("reconstruct"):
-        scene = reconstruct(tracks, clip, cfg.reconstruct)
+        result = reconstruct_detailed(tracks, clip, cfg.reconstruct)
+    scene, report = result.scene, result.report
     log.info("%d of %d frames registered, %d points", scene.num_registered, scene.num_frames,
              len(scene.points))
 
@@ -140,6 +141,8 @@ def run(cfg: Config) -> int:
             "points": int(len(scene.points)),
             "mean_reprojection_error_px": (round(float(scene.point_errors.mean()), 4)
                                            if len(scene.point_errors) else None),
+            "camera": {"focal_px": round(report.focal, 2), "focal_prior": report.focal_prior,
+                       "camera_fixed": report.camera_fixed, "tracks_refined": report.tracks_refined},
             "tracker": cfg.tracker,
             "model": tracks.meta.get("model", cfg.model or "bundled"),
             "runtime_s": runtime,
@@ -167,7 +170,10 @@ def _print_summary(s: dict) -> None:
         "",
         f"Frames     {s['frames']} ({s['frame_size_hw'][1]}x{s['frame_size_hw'][0]})",
         f"Tracks     {s['tracks']} ({100 * s['mean_visibility']:.0f}% visible)",
-        f"Registered {s['frames_registered']} of {s['frames']} frames",
+        f"Registered {s['frames_registered']} of {s['frames']} frames"
+        + (" (tracks refined by Lucas-Kanade)" if s["camera"]["tracks_refined"] else ""),
+        f"Camera     focal {s['camera']['focal_px']:.0f} px" + (" (held fixed: the free camera failed)"
+                                                            if s["camera"]["camera_fixed"] else ""),
         f"Points     {s['points']}",
         "Runtime    " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()),
         f"Dataset    {s['outputs']['dataset']}  (ns-train splatfacto --data {s['outputs']['dataset']})",

@@ -167,7 +167,7 @@ def test_ctrl_c_in_the_middle_removes_partial_outputs(make_video, tmp_path, caps
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reconstruct_mod, "reconstruct", interrupted)
+    monkeypatch.setattr(reconstruct_mod, "reconstruct_detailed", interrupted)
     code = main(["run", str(make_video(num=6)), "--tracker", "klt", "--output", str(tmp_path / "o")])
     assert code == 130 and "Interrupted" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
