@@ -10,8 +10,10 @@ Methods:
   tracks:klt     OpenCV pyramidal KLT (evaluate.klt.klt_video_tracks: Shi-Tomasi corners re-seeded
                  on every 4th frame, tracked both ways, forward-backward checked, large motions
                  pre-aligned, key frames sharing few tracks linked directly)
-                 -> cotracker3_plugin.reconstruct (incremental mapper)
-  tracks:npz     your own tracks (--tracks name=path.npz, e.g. from `cotracker3 track`)
+                 -> cotracker3_plugin.reconstruct (incremental mapper), SIFT off
+  tracks:klt+sift  the same tracks plus SIFT feature tracks (ReconstructConfig.sift, the default of the
+                 CLI: pycolmap extraction, exhaustive matching up to 50 frames, the mapper gets them first)
+  tracks:npz     your own tracks (--tracks name=path.npz, e.g. from `cotracker3 track`), with SIFT
   colmap:seq     pycolmap SIFT extraction + sequential matching + incremental mapping
   colmap:exh     pycolmap SIFT extraction + exhaustive matching + incremental mapping
 
@@ -159,8 +161,13 @@ def klt_tracks(frames: np.ndarray) -> Tracks:
                   meta={"model": "klt"})
 
 
-def run_tracks(tracks: Tracks, frames: np.ndarray, mapper: str = "incremental") -> tuple[np.ndarray, dict]:
-    res = reconstruct_detailed(tracks, None, ReconstructConfig(mapper=mapper))
+def run_tracks(tracks: Tracks, frames: np.ndarray, mapper: str = "incremental", sift: bool = False
+               ) -> tuple[np.ndarray, dict]:
+    """The package's reconstruction of ``tracks``; with ``sift`` also the SIFT feature tracks (the
+    default of ``cotracker3 reconstruct``, which needs the frames)."""
+    from cotracker3_plugin.io.clip import Clip
+
+    res = reconstruct_detailed(tracks, Clip(frames), ReconstructConfig(mapper=mapper, sift=sift))
     rep = res.report
     return res.scene.world_from_cam, {"points": rep.points, "reproj_px": rep.mean_reprojection_error,
                                       "moving_tracks": rep.tracks_moving, "tracks": rep.tracks,
@@ -232,7 +239,7 @@ def fmt(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["fox", "fountain-P11", "bear", "paragliding"])
-    ap.add_argument("--methods", nargs="*", default=["tracks:klt", "colmap:seq", "colmap:exh"])
+    ap.add_argument("--methods", nargs="*", default=["tracks:klt", "tracks:klt+sift", "colmap:seq", "colmap:exh"])
     ap.add_argument("--tracks", nargs="*", default=[], metavar="DATASET=PATH",
                     help="extra tracks.npz per dataset (tracked on the same frames at --max-side)")
     ap.add_argument("--max-side", type=int, default=960)
@@ -255,14 +262,14 @@ def main() -> None:
                 continue  # sequential matching is the fair baseline for long videos
             t0 = time.perf_counter()
             try:
-                if method == "tracks:klt":
+                if method in ("tracks:klt", "tracks:klt+sift"):
                     tr = klt_tracks(ds.frames)
-                    wfc, info = run_tracks(tr, ds.frames)
+                    wfc, info = run_tracks(tr, ds.frames, sift=method.endswith("+sift"))
                 elif method == "tracks:npz":
                     tr = Tracks.load(extra[name])
                     if tr.num_frames != len(ds.frames):
                         raise ValueError(f"{extra[name]} has {tr.num_frames} frames, dataset {len(ds.frames)}")
-                    wfc, info = run_tracks(tr, ds.frames)
+                    wfc, info = run_tracks(tr, ds.frames, sift=True)
                 elif method == "colmap:seq":
                     wfc, info = run_colmap_sift(ds.frames, "sequential")
                 elif method == "colmap:exh":

@@ -99,6 +99,15 @@ class Tracks:
             meta=dict(self.meta),
         )
 
+    def concatenate(self, other: Tracks) -> Tracks:
+        """These tracks followed by ``other``'s (same frames and frame size); ``self``'s meta."""
+        if other.num_frames != self.num_frames or other.frame_size != self.frame_size:
+            raise ValueError(f"cannot join tracks over {other.num_frames} frames of {other.frame_size} to "
+                             f"tracks over {self.num_frames} frames of {self.frame_size}")
+        return Tracks(np.concatenate([self.xy, other.xy], 1), np.concatenate([self.visible, other.visible], 1),
+                      np.concatenate([self.confidence, other.confidence], 1),
+                      np.concatenate([self.queries, other.queries]), self.frame_size, dict(self.meta))
+
     def with_threshold(self, threshold: float) -> Tracks:
         """The same tracks with ``visible = confidence > threshold``."""
         return Tracks(self.xy, self.confidence > threshold, self.confidence, self.queries,

@@ -156,7 +156,7 @@ def _write_outputs(out: Path, tracks: Tracks, result, cfg: Config, sw: Stopwatch
         scene.save(out / "scene.npz")
         names = [n.replace(".png", f".{cfg.image_ext.lstrip('.')}") for n in
                  default_image_names(scene.num_frames)]
-        write_colmap_model(scene, out / "colmap" / "sparse" / "0", image_names=names, tracks=tracks)
+        write_colmap_model(scene, out / "colmap" / "sparse" / "0", image_names=names, tracks=result.tracks)
         write_ply(scene, out / "points.ply")
     report = result.report.as_dict()
     runtime = sw.rounded()
@@ -188,7 +188,7 @@ def run(cfg: Config) -> int:
             clip = _decode(src, opts, bars)
         tracks = _track(cfg, clip, sw, bars)
 
-    stages = ["correspondences", "mapping", "triangulation", "bundle_adjustment", "triangulation_final",
+    stages = ["correspondences", "sift", "mapping", "triangulation", "bundle_adjustment", "triangulation_final",
               "cleanup"]
     with sw("reconstruct"), progress_bar(len(stages), "reconstruct", enabled=bars, unit="stage") as adv:
         seen: list[str] = []

@@ -142,7 +142,8 @@ def run(cfg: Config) -> int:
             "mean_reprojection_error_px": (round(float(scene.point_errors.mean()), 4)
                                            if len(scene.point_errors) else None),
             "camera": {"focal_px": round(report.focal, 2), "focal_prior": report.focal_prior,
-                       "camera_fixed": report.camera_fixed, "tracks_refined": report.tracks_refined},
+                       "camera_fixed": report.camera_fixed, "tracks_refined": report.tracks_refined,
+                       "sift_tracks": report.sift_tracks},
             "tracker": cfg.tracker,
             "model": tracks.meta.get("model", cfg.model or "bundled"),
             "runtime_s": runtime,
@@ -154,7 +155,8 @@ def run(cfg: Config) -> int:
 
     export_start = time.perf_counter()
     with sw("export"):
-        process_data(clip, output, pcfg, tracker=tracks, scene=scene, extra=write_run_summary)
+        process_data(clip, output, pcfg, tracker=tracks, scene=scene, scene_tracks=result.tracks,
+                     extra=write_run_summary)
     _print_summary(summary)
     if cfg.view:
         from cotracker3_viser.cli import Config as ViewConfig
@@ -169,7 +171,8 @@ def _print_summary(s: dict) -> None:
     lines = [
         "",
         f"Frames     {s['frames']} ({s['frame_size_hw'][1]}x{s['frame_size_hw'][0]})",
-        f"Tracks     {s['tracks']} ({100 * s['mean_visibility']:.0f}% visible)",
+        f"Tracks     {s['tracks']} ({100 * s['mean_visibility']:.0f}% visible)"
+        + (f" + {s['camera']['sift_tracks']} SIFT feature tracks" if s["camera"]["sift_tracks"] else ""),
         f"Registered {s['frames_registered']} of {s['frames']} frames"
         + (" (tracks refined by Lucas-Kanade)" if s["camera"]["tracks_refined"] else ""),
         f"Camera     focal {s['camera']['focal_px']:.0f} px" + (" (held fixed: the free camera failed)"

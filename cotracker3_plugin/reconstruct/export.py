@@ -45,7 +45,7 @@ def scene_to_pycolmap(scene: Scene, image_names: Sequence[str] | None = None,
                       tracks: Tracks | None = None):
     """Build a ``pycolmap.Reconstruction`` holding the registered frames and the points.
 
-    With ``tracks`` (the ``Tracks`` the scene was made from), every point gets its
+    With ``tracks`` (the ``Tracks`` the scene's ``track_ids`` index: ``ReconstructResult.tracks``), every point gets its
     observations: the frames where its track is visible (2D positions from the track),
     so that COLMAP tools and depth-supervised trainers see real point tracks. Without
     it the points carry no observations.
@@ -67,10 +67,13 @@ def scene_to_pycolmap(scene: Scene, image_names: Sequence[str] | None = None,
     # Per registered frame: which tracks are observed there, and where (keypoint index).
     obs_of_frame: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if tracks is not None and len(scene.track_ids):
-        tids = scene.track_ids
+        # Points of tracks that ``tracks`` lacks (e.g. SIFT feature tracks when only the tracker's are
+        # passed: pass ReconstructResult.tracks) get no observations.
+        known = (scene.track_ids >= 0) & (scene.track_ids < tracks.num_points)
+        tids = np.where(known, scene.track_ids, 0)
         for i in reg:
             fi = int(scene.frame_indices[i])
-            vis = tracks.visible[fi, tids] & (tids >= 0)
+            vis = tracks.visible[fi, tids] & known
             pidx = np.flatnonzero(vis)
             obs_of_frame[i] = (pidx, tracks.xy[fi, tids[pidx]].astype(np.float64) + _COLMAP_OFFSET)
     for i in reg:

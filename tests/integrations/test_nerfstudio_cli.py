@@ -41,10 +41,10 @@ def test_video_run_writes_dataset(tmp_path, monkeypatch, capsys):
     def fake_reconstruct(tr, c, cfg):
         seen["camera_model"] = cfg.camera_model
         seen["frames"] = c.num_frames
-        return scene
+        return reconstruct_pkg.ReconstructResult(scene, reconstruct_pkg.ReconstructReport(), tr)
 
     monkeypatch.setattr(pd, "default_tracker", fake_tracker)
-    monkeypatch.setattr(reconstruct_pkg, "reconstruct", fake_reconstruct)
+    monkeypatch.setattr(reconstruct_pkg, "reconstruct_detailed", fake_reconstruct)
     out = tmp_path / "ds"
     code = cli.main(["video", "--data", str(video), "--output-dir", str(out), "--tracker", "klt",
                      "--num-downscales", "1", "--camera-type", "pinhole"])

@@ -54,7 +54,7 @@ def test_moving_tracks_rejected_and_points_accurate(synthetic):
     assert np.median(err) < 0.05
     assert np.all(sc.colors == [200, 0, 0])
     assert sc.point_errors.mean() < 2.0 and res.report.mean_reprojection_error < 2.0
-    assert set(res.report.runtime_s) == {"correspondences", "mapping", "triangulation", "bundle_adjustment",
+    assert set(res.report.runtime_s) == {"correspondences", "sift", "mapping", "triangulation", "bundle_adjustment",
                                          "triangulation_final", "cleanup"}
 
 

@@ -255,6 +255,7 @@ def process_data(
     *,
     tracker: Tracker | Tracks | None = None,
     scene: Scene | None = None,
+    scene_tracks: Tracks | None = None,
     extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Turn a video (or image folder, or :class:`Clip`) into a nerfstudio dataset at ``output_dir``.
@@ -266,6 +267,9 @@ def process_data(
         tracker: replaces the tracker that ``config.tracker`` names: a function ``clip -> Tracks``
             or precomputed :class:`Tracks` (pixels of the clip's frames).
         scene: a precomputed reconstruction of these tracks (skips pycolmap mapping).
+        scene_tracks: the tracks ``scene.track_ids`` index (``ReconstructResult.tracks``: the tracks
+            plus SIFT feature tracks), for the points' 2D observations in the COLMAP model; default:
+            the tracks.
         extra: writes more files into the dataset (called with its temporary folder, so they
             land atomically with the rest).
 
@@ -296,12 +300,13 @@ def process_data(
     log.info("%d tracks, %.0f%% visible", tracks.num_points, 100 * tracks.mean_visibility())
 
     if scene is None:
-        from cotracker3_plugin.reconstruct import reconstruct
+        from cotracker3_plugin.reconstruct import reconstruct_detailed
 
         rcfg = config.reconstruct
         if config.camera_type != "perspective":  # estimate the model asked for, not a distorted one
             rcfg = dataclasses.replace(rcfg, camera_model=CAMERA_TYPES[config.camera_type])
-        scene = reconstruct(tracks, clip, rcfg)
+        result = reconstruct_detailed(tracks, clip, rcfg)
+        scene, scene_tracks = result.scene, result.tracks
     if scene.num_registered == 0:
         raise UserError(f"No frame of {clip.num_frames} could be registered from {tracks.num_points} tracks. "
                         "Try more query points (--grid-size), another --tracker, or a video with more "
@@ -326,7 +331,8 @@ def process_data(
             for d in old_images:  # copy (not move): the old folder stays whole until the swap
                 shutil.copytree(d, tmp / d.name)
         recon_dir = tmp / "colmap" / "sparse" / "0"
-        write_colmap_model(scene, recon_dir, image_names=scene_names, tracks=tracks)
+        write_colmap_model(scene, recon_dir, image_names=scene_names,
+                           tracks=tracks if scene_tracks is None else scene_tracks)
         write_transforms(recon_dir, tmp)
         tracks.save(tmp / "tracks.npz")
         scene.save(tmp / "scene.npz")
