@@ -58,6 +58,22 @@ one-model mapper (pipeline._solve_cameras, mapping.run_mapping):
 | castle-P30 | tracks (KLT) | 30/30 | 12.6% (5.7 m) | 13.0 / 36.6 | 3159 | 0.50 | 8 |
 | castle-P30 | colmap:seq | 30/30 | 0.44% (0.20 m) | 0.29 / 0.48 | 11214 | 0.25 | 33 |
 
+Measured 2026-12-01 later (one thread, the other core training), tracks:klt+sift (SIFT feature tracks joined
+to the KLT tracks, the mapper gets them first: the default of the CLI since then):
+
+| dataset | method | registered | ATE/extent | rot mean/max deg | points | reproj px | s |
+|---|---|---|---|---|---|---|---|
+| fox | tracks:klt+sift | 50/50 | 0.32% (COLMAP 0.32%) | 0.23 / 0.39 | 22020 | 0.47 | 86 |
+| fountain-P11 | tracks:klt+sift | 11/11 | 0.18% (COLMAP 0.18%) | 0.19 / 0.34 | 10233 | 0.21 | 13 |
+| entry-P10 | tracks:klt+sift | 10/10 | 0.19% (COLMAP 0.20%) | 0.16 / 0.28 | 9188 | 0.20 | 11 |
+| castle-P30 | tracks:klt+sift | 30/30 | 0.51% (COLMAP 0.44%) | 0.34 / 0.50 | 17358 | 0.25 | 67 |
+| bear (1/2) | tracks:klt+sift, camera fixed | 41/41 (COLMAP 10/41) | | | 14583 | 0.29 | 175 |
+| paragliding (1/2) | tracks:klt+sift, camera fixed | 35/35 (COLMAP 13/35) | | | 14409 | 0.49 | 86 |
+
+castle-P30 with KLT alone varies with the seed (10-18% ATE) and with the KLT tracks handed to the mapper before
+the SIFT ones too; with SIFT first it is 0.49-0.53% over seeds 0-2. Most of the seconds are SIFT extraction and
+(exhaustive, up to 50 frames) matching.
+
 With the bundled model (192x256, 2026-12-01), measured through `cotracker3 run` (640 px, 3 query frames x 16x16
 grid; the tracks LK-refined by default) rather than by this script: fox 15/50 frames at 0.28% ATE, 0.41 / 0.70 deg
 (24/50 at 16% unrefined; 23/50 at 0.42% with --num-query-frames 6). Fewer frames than KLT, but accurate ones.

@@ -18,7 +18,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/runs/bundled}"
 PRETRAIN_STEPS="${2:-2400}"
 HIRES_STEPS="${3:-1500}"
-FINETUNE_STEPS="${4:-150}"
+FINETUNE_STEPS="${4:-750}"
 SHARED="${COTRACKER3_SHARED:-$ROOT/../shared}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
