@@ -132,7 +132,8 @@ class ReconstructConfig:
     max_mapping_seconds: float | None = 300.0
     """Incremental mapper: stop after this long and keep what is registered (degenerate videos, e.g. pure panning, can search for an initial pair for many minutes); None: no limit."""
     num_threads: int = -1
-    """Threads for COLMAP (-1: all cores)."""
+    """Threads for COLMAP (-1: all cores). With more than 1, a few SIFT matches (COLMAP seeds a random generator
+    per thread) and so the scene can differ slightly between runs."""
     seed: int = 0
     """Random seed for RANSAC and the mapper."""
 
@@ -461,11 +462,13 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     # long tracks over wide baselines do (Strecha castle-P30: 0.5% ATE this way, 10-18% when the
     # longest tracks, the tracker's, go first). The tracker's fill the frames SIFT leaves thin.
     from_sift = None
+    if cfg.sift and clip is None:
+        log.info("no frames given: tracks only, no SIFT feature tracks (pass the clip to add them)")
     if cfg.sift and clip is not None:
         stage("sift")
         features = sift_tracks(_frames_at(clip, tracks.frame_size, frames), frame_indices=frames, num_frames=T,
                                matching=cfg.sift_matching, max_features=cfg.sift_max_features,
-                               num_threads=cfg.num_threads)
+                               num_threads=cfg.num_threads, seed=cfg.seed)
         usable_all = np.concatenate([usable_all, usable_observations(
             features, margin=cfg.margin, min_confidence=cfg.min_confidence, exclude_mask=exclude_mask)], axis=1)
         tracks = tracks.concatenate(features)

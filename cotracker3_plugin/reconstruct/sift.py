@@ -37,18 +37,22 @@ EXHAUSTIVE_MAX_FRAMES = 50
 MAX_TRACK_CELLS = 20_000_000
 
 
-def _match(db: Path, matching: SiftMatching, num_frames: int, num_threads: int) -> str:
+def _match(db: Path, matching: SiftMatching, num_frames: int, num_threads: int, seed: int) -> str:
     import pycolmap
 
     if matching == "auto":
         matching = "exhaustive" if num_frames <= EXHAUSTIVE_MAX_FRAMES else "sequential"
     mopts = pycolmap.FeatureMatchingOptions()
     mopts.num_threads = int(num_threads)
+    vopts = pycolmap.TwoViewGeometryOptions()
+    vopts.ransac.random_seed = int(seed)  # COLMAP's default (-1) seeds from the clock
     if matching == "exhaustive":
-        pycolmap.match_exhaustive(db, matching_options=mopts, device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(db, matching_options=mopts, verification_options=vopts,
+                                  device=pycolmap.Device.cpu)
     elif matching == "sequential":
         # Each frame with the next 10, and with frames 2^k ahead (COLMAP's quadratic overlap).
-        pycolmap.match_sequential(db, matching_options=mopts, device=pycolmap.Device.cpu)
+        pycolmap.match_sequential(db, matching_options=mopts, verification_options=vopts,
+                                  device=pycolmap.Device.cpu)
     else:
         raise ValueError(f"unknown SIFT matching {matching!r}")
     return matching
@@ -56,7 +60,7 @@ def _match(db: Path, matching: SiftMatching, num_frames: int, num_threads: int) 
 
 def sift_tracks(frames: np.ndarray, *, frame_indices: np.ndarray | None = None, num_frames: int | None = None,
                 matching: SiftMatching = "auto", max_features: int = 4096, num_threads: int = -1,
-                max_cells: int = MAX_TRACK_CELLS, workdir: str | Path | None = None) -> Tracks:
+                max_cells: int = MAX_TRACK_CELLS, seed: int = 0, workdir: str | Path | None = None) -> Tracks:
     """Feature tracks over ``num_frames`` frames from SIFT matches between ``frames``.
 
     ``frames`` (F, H, W, 3) uint8 RGB are frames ``frame_indices`` (default ``0..F-1``) of a
@@ -64,7 +68,9 @@ def sift_tracks(frames: np.ndarray, *, frame_indices: np.ndarray | None = None, 
     ``exhaustive`` (all pairs), ``sequential`` (neighbours), or ``auto`` (exhaustive up to
     :data:`EXHAUSTIVE_MAX_FRAMES` frames). Longest tracks are kept first when
     ``num_frames * tracks`` would exceed ``max_cells``. Confidence is 1 where visible;
-    ``meta["model"]`` is ``"sift"``.
+    ``meta["model"]`` is ``"sift"``. ``seed`` seeds the two-view verification: with ``num_threads=1`` the
+    same frames give the same tracks; with more threads a few matches can differ between runs (COLMAP
+    seeds a generator per thread, and which thread verifies which pair varies).
     """
     import cv2
     import pycolmap
@@ -94,7 +100,7 @@ def sift_tracks(frames: np.ndarray, *, frame_indices: np.ndarray | None = None, 
             pycolmap.extract_features(db, work / "images", image_names=names,
                                       camera_mode=pycolmap.CameraMode.SINGLE, extraction_options=eopts,
                                       device=pycolmap.Device.cpu)
-            used = _match(db, matching, F, num_threads)
+            used = _match(db, matching, F, num_threads, seed)
         handle = pycolmap.Database.open(str(db))
         try:
             frame_of_image = {im.image_id: names.index(im.name) for im in handle.read_all_images()}

@@ -42,6 +42,9 @@ def test_feature_tracks_follow_the_known_warps():
             errors.append(np.linalg.norm(p[:2] / p[2] - tr.xy[b, n]))
     errors = np.array(errors)
     assert np.median(errors) < 0.5 and np.mean(errors < 2) > 0.97, (np.median(errors), np.mean(errors < 2))
+    # Seeded verification, one thread: the same frames give the same tracks.
+    once, again = sift_tracks(frames, num_threads=1), sift_tracks(frames, num_threads=1)
+    assert np.array_equal(again.visible, once.visible) and np.array_equal(again.xy, once.xy)
 
 
 def test_feature_tracks_sit_at_the_given_frames_of_a_longer_clip():
