@@ -33,8 +33,9 @@ __all__ = ["SiftMatching", "sift_tracks"]
 SiftMatching = Literal["auto", "sequential", "exhaustive"]
 #: ``auto`` matches all pairs up to this many frames (1225 pairs), else sequentially.
 EXHAUSTIVE_MAX_FRAMES = 50
-#: Cap on frames x feature tracks (dense (T, N) arrays: about 13 bytes a cell, so ~260 MB).
-MAX_TRACK_CELLS = 20_000_000
+#: Cap on frames x feature tracks: the arrays are dense (T, N), about 13 bytes a cell (~65 MB), and copies of
+#: them pass through every later stage. It binds only on long videos (3000 frames: 1666 tracks).
+MAX_TRACK_CELLS = 5_000_000
 
 
 def _match(db: Path, matching: SiftMatching, num_frames: int, num_threads: int, seed: int) -> str:
