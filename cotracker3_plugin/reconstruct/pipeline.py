@@ -101,7 +101,7 @@ class ReconstructConfig:
     """Add SIFT matches between the mapped frames (COLMAP's extractor and matcher) as short feature
     tracks. Tracks chain their errors from frame to frame; SIFT matches each pair afresh, which keeps
     wide baselines (photo sets) straight and links frames across gaps. Needs the clip (skipped
-    without it); costs roughly 0.3-1 s a frame on a CPU."""
+    without it); costs 0.25-2 s a frame on one CPU thread, by image size and matching."""
     sift_matching: SiftMatching = "auto"
     """Frame pairs SIFT matches: all (exhaustive), each frame with its next 10 and 2^k-th (sequential), or
     auto: exhaustive up to 50 mapped frames, else sequential."""
