@@ -464,7 +464,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     from_sift = None
     if cfg.sift and clip is None:
         log.info("no frames given: tracks only, no SIFT feature tracks (pass the clip to add them)")
-    if cfg.sift and clip is not None:
+    elif cfg.sift:
         stage("sift")
         features = sift_tracks(_frames_at(clip, tracks.frame_size, frames), frame_indices=frames, num_frames=T,
                                matching=cfg.sift_matching, max_features=cfg.sift_max_features,
