@@ -45,8 +45,8 @@ def scene_to_pycolmap(scene: Scene, image_names: Sequence[str] | None = None,
                       tracks: Tracks | None = None):
     """Build a ``pycolmap.Reconstruction`` holding the registered frames and the points.
 
-    With ``tracks`` (the ``Tracks`` the scene's ``track_ids`` index: ``ReconstructResult.tracks``), every point gets its
-    observations: the frames where its track is visible (2D positions from the track),
+    With ``tracks`` (the ``Tracks`` the scene's ``track_ids`` index: ``ReconstructResult.tracks``),
+    every point gets its observations: the frames where its track is visible (2D positions from the track),
     so that COLMAP tools and depth-supervised trainers see real point tracks. Without
     it the points carry no observations.
     """

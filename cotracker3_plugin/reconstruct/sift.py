@@ -91,7 +91,9 @@ def sift_tracks(frames: np.ndarray, *, frame_indices: np.ndarray | None = None, 
         work = Path(workdir)
         (work / "images").mkdir(parents=True, exist_ok=True)
         for name, frame in zip(names, frames):
-            cv2.imwrite(str(work / "images" / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            # cv2.imwrite only returns False (e.g. a full temp disk); a missing frame would go unnoticed.
+            if not cv2.imwrite(str(work / "images" / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"could not write the SIFT input frame {work / 'images' / name}")
         db = work / "sift.db"
         db.unlink(missing_ok=True)
         eopts = pycolmap.FeatureExtractionOptions()
@@ -104,7 +106,8 @@ def sift_tracks(frames: np.ndarray, *, frame_indices: np.ndarray | None = None, 
             used = _match(db, matching, F, num_threads, seed)
         handle = pycolmap.Database.open(str(db))
         try:
-            frame_of_image = {im.image_id: names.index(im.name) for im in handle.read_all_images()}
+            frame_of_name = {name: f for f, name in enumerate(names)}
+            frame_of_image = {im.image_id: frame_of_name[im.name] for im in handle.read_all_images()}
             keypoints = [np.zeros((0, 2))] * F
             for image_id, f in frame_of_image.items():
                 keypoints[f] = np.asarray(handle.read_keypoints(image_id))[:, :2] - COLMAP_PIXEL_OFFSET
