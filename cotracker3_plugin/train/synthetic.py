@@ -13,7 +13,7 @@ scale, shear and perspective, all smooth functions of continuous time), so
 Objects can leave the frame, grow and shrink, and the lighting of every layer drifts (gain and
 offset per frame). Optional motion blur averages sub-frame renders around the frame time (the
 ground truth stays at the frame time). Textures are procedural (noise octaves, stripes, checkers,
-blobs) or random crops of images from a folder. Everything is drawn from the ``numpy`` generator
+blobs) or random crops of real images or video frames from a folder. Everything is drawn from the ``numpy`` generator
 passed in, so a sample is a pure function of its seed.
 
 Output: :class:`~cotracker3_plugin.train.data.TrackingSample` (video (T,3,H,W) float in 0..255,
@@ -39,6 +39,7 @@ from cotracker3_plugin.train.data import TrackingSample
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 @dataclass
@@ -60,9 +61,13 @@ class SyntheticConfig:
     max_objects: int = 6
     """Most foreground objects."""
     image_dir: Path | None = None
-    """Optional folder of images whose random crops are used as textures (searched recursively)."""
+    """Optional folder of images and/or videos whose random crops are used as textures (searched
+    recursively; a video gives every ``video_frame_stride``-th of its frames)."""
     image_prob: float = 0.5
     """Probability that a layer uses an image crop instead of a procedural texture (with image_dir)."""
+    video_frame_stride: int = 6
+    """Frame stride for videos in image_dir (neighbouring frames look alike; every frame is decoded once
+    per worker and kept, as uint8)."""
     object_motion: float = 0.5
     """Typical object displacement over the clip, as a fraction of the frame width."""
     leave_frame_prob: float = 0.3
@@ -206,15 +211,42 @@ def _read_image(path: str) -> np.ndarray | None:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def image_texture(rng: np.random.Generator, path: Path, h: int, w: int) -> np.ndarray | None:
-    """A random (h, w) crop of an image, at a zoom drawn log-uniformly between "the whole image"
-    and the image's own resolution (upscaled if the image is smaller than the crop)."""
-    img = _read_image(str(path))
+#: Bounds on what one texture video keeps in memory (per worker): frames, and their longer side.
+VIDEO_TEXTURE_FRAMES = 32
+VIDEO_TEXTURE_SIDE = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _read_video_frames(path: str, stride: int) -> tuple[np.ndarray, ...]:
+    """Every ``stride``-th frame of a video (RGB uint8; the stride grows so that at most
+    VIDEO_TEXTURE_FRAMES spread over the whole video are kept); empty if it cannot be decoded."""
+    from cotracker3_plugin.io.video import iter_frames, probe_video
+
+    try:
+        stride = max(stride, math.ceil(probe_video(path).num_frames / VIDEO_TEXTURE_FRAMES))
+        frames = iter_frames(path, stride=stride, max_frames=VIDEO_TEXTURE_FRAMES, max_side=VIDEO_TEXTURE_SIDE)
+        return tuple(f for _, f in frames)
+    except UserError as e:  # an unreadable video is skipped like an unreadable image
+        log.warning("texture video skipped: %s", e)
+        return ()
+
+
+def image_texture(rng: np.random.Generator, path: Path, h: int, w: int, video_stride: int = 6
+                  ) -> np.ndarray | None:
+    """A random (h, w) crop of an image (or of a random frame of a video), at a zoom drawn
+    log-uniformly between "the whole image" and the image's own resolution (upscaled if the image is
+    smaller than the crop)."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        frames = _read_video_frames(str(path), video_stride)
+        img = frames[int(rng.integers(len(frames)))] if frames else None
+    else:
+        img = _read_image(str(path))
     if img is None:
         return None
+    img = img.astype(np.float32)
     ih, iw = img.shape[:2]
     f_min = max(h / ih, w / iw)
     f = f_min if f_min >= 1 else math.exp(rng.uniform(math.log(f_min), 0.0))
@@ -333,10 +365,13 @@ class SyntheticGenerator:
             if not root.is_dir():
                 raise UserError(f"texture image folder {root} does not exist; pass an existing folder "
                                 "or leave image_dir unset for procedural textures.")
-            self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+            self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
             if not self.images:
-                raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
+                raise UserError(f"no images or videos ({', '.join(suffixes)}) found under {root}; "
                                 "add some or leave image_dir unset.")
+            if c.video_frame_stride < 1:
+                raise UserError(f"video_frame_stride must be at least 1, got {c.video_frame_stride}.")
 
     def __len__(self) -> int:
         return self.cfg.length
@@ -345,7 +380,8 @@ class SyntheticGenerator:
 
     def _texture(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         if self.images and rng.random() < self.cfg.image_prob:
-            tex = image_texture(rng, self.images[int(rng.integers(len(self.images)))], h, w)
+            tex = image_texture(rng, self.images[int(rng.integers(len(self.images)))], h, w,
+                                self.cfg.video_frame_stride)
             if tex is not None:
                 return tex
         return procedural_texture(rng, h, w)

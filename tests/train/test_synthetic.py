@@ -118,5 +118,23 @@ def test_image_folder_textures(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         SyntheticGenerator(SyntheticConfig(image_dir=tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no images"):
+    with pytest.raises(UserError, match="no images or videos"):
         SyntheticGenerator(SyntheticConfig(image_dir=tmp_path / "empty"))
+
+
+def test_video_frames_as_textures(tmp_path, make_video):
+    """Videos in the texture folder give every video_frame_stride-th frame: frames 0, 6, 12, 18 are
+    green, all others red, so with stride 6 no red may appear."""
+    frames = np.zeros((20, 64, 80, 3), np.uint8)
+    frames[..., 0] = 255
+    frames[::6] = (0, 255, 0)
+    (tmp_path / "tex").mkdir()
+    make_video("tex/clip.mp4", frames)
+    gen = SyntheticGenerator(SyntheticConfig(num_frames=6, image_dir=tmp_path / "tex", image_prob=1.0,
+                                             lighting=0.0, video_frame_stride=6))
+    assert [p.name for p in gen.images] == ["clip.mp4"]
+    for seed in range(3):
+        v = gen.sample(seed, np.random.default_rng(seed)).video
+        green = (v[:, 1] > 200) & (v[:, 0] < 60)
+        assert green.float().mean() > 0.95
+        assert not ((v[:, 0] > 200) & (v[:, 1] < 60)).any()
