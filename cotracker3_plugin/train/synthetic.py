@@ -66,8 +66,8 @@ class SyntheticConfig:
     image_prob: float = 0.5
     """Probability that a layer uses an image crop instead of a procedural texture (with image_dir)."""
     video_frame_stride: int = 6
-    """Frame stride for videos in image_dir (neighbouring frames look alike; every frame is decoded once
-    per worker and kept, as uint8)."""
+    """Frame stride for videos in image_dir (neighbouring frames look alike). At most 32 frames of a
+    video are kept, decoded once per data worker."""
     object_motion: float = 0.5
     """Typical object displacement over the clip, as a fraction of the frame width."""
     leave_frame_prob: float = 0.3
