@@ -13,8 +13,8 @@ scale, shear and perspective, all smooth functions of continuous time), so
 Objects can leave the frame, grow and shrink, and the lighting of every layer drifts (gain and
 offset per frame). Optional motion blur averages sub-frame renders around the frame time (the
 ground truth stays at the frame time). Textures are procedural (noise octaves, stripes, checkers,
-blobs) or random crops of real images or video frames from a folder. Everything is drawn from the ``numpy`` generator
-passed in, so a sample is a pure function of its seed.
+blobs) or random crops of real images or video frames from a folder. Everything is drawn from the
+``numpy`` generator passed in, so a sample is a pure function of its seed.
 
 Output: :class:`~cotracker3_plugin.train.data.TrackingSample` (video (T,3,H,W) float in 0..255,
 trajectory (T,N,2) pixels (x right, y down), visibility (T,N), valid (T,N) ones), tracks chosen
@@ -35,11 +35,11 @@ import torch
 
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.data import TrackingSample
+from cotracker3_plugin.train.real_videos import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 @dataclass
