@@ -77,6 +77,23 @@ class PredictTracker:
         return tr.xy, tr.visible
 
 
+class Sharpened:
+    """Another tracker's output moved to sub-pixel by Lucas-Kanade (``predict.sharpen_tracks``, as
+    ``cotracker3 track`` does for the bundled model); only visible observations are refined."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+
+    def __call__(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from cotracker3_plugin.refine import sharpen_tracks
+        from cotracker3_plugin.tracks import Tracks
+
+        xy, vis = self.tracker(frames, queries)
+        vis = np.asarray(vis, dtype=bool)
+        coarse = Tracks(xy, vis, vis.astype(np.float32), queries, frames.shape[1:3])
+        return sharpen_tracks(coarse, frames).xy, vis
+
+
 def klt_predict(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return klt_track(frames, queries)
 
@@ -192,6 +209,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=["bundled=bundled"], help="NAME=PATH|official name|bundled|random")
     ap.add_argument("--no-klt", action="store_true", help="leave KLT out")
+    ap.add_argument("--sharpen", action="store_true",
+                    help="also score every model with Lucas-Kanade sharpening (NAME+lk rows)")
     ap.add_argument("--json", type=Path, default=Path("bundled_model_eval.json"), help="where to write all numbers")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated benchmark")
     ap.add_argument("--bench-videos", type=int, default=6, help="videos in the generated benchmark")
@@ -218,6 +237,9 @@ def main() -> None:
         model = load_tracker_model(what or name, args.device)
         trackers[name] = {"eval": ModelTracker(model), "predict": PredictTracker(model),
                           "resolution": list(model.model_resolution), "source": what or name}
+        if args.sharpen:
+            trackers[name + "+lk"] = {"eval": Sharpened(ModelTracker(model)), "predict": Sharpened(PredictTracker(model)),
+                                      "resolution": list(model.model_resolution), "source": (what or name) + " + LK"}
     if not args.no_klt:
         trackers["klt"] = {"eval": KLTTracker(), "predict": klt_predict, "resolution": None, "source": "klt"}
 

@@ -36,6 +36,7 @@ _LAZY = {
     "load_model": "cotracker3_plugin.weights",
     "save_checkpoint": "cotracker3_plugin.weights",
     "track": "cotracker3_plugin.predict",
+    "sharpen_tracks": "cotracker3_plugin.refine",
     "OnlineSession": "cotracker3_plugin.predict",
     "reconstruct": "cotracker3_plugin.reconstruct",
     "ReconstructConfig": "cotracker3_plugin.reconstruct",

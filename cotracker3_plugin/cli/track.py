@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import tyro
@@ -64,6 +64,8 @@ class Config:
     """Also track backwards in time from each query frame (matters for queries after the first frame with the online model, and for windowed runs)."""
     window: int | None = None
     """Offline model only: run on overlapping windows of this many frames (e.g. 60), for long videos in bounded memory."""
+    refine_tracks: bool | Literal["auto"] = "auto"
+    """Sharpen the tracks to sub-pixel with OpenCV Lucas-Kanade from each query point, started at the model's position; where LK cannot confirm a position, the model's stays. auto: on for the bundled model (it runs at 192x256, so its positions are coarse), off for other weights."""
     device: str = "auto"
     """Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."""
     decode: Annotated[DecodeOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=DecodeOptions)
@@ -273,6 +275,13 @@ def run(cfg: Config) -> int:
                            grid_query_frame=cfg.grid_query_frame, segm_mask=mask,
                            backward_tracking=cfg.backward_tracking, online=online,
                            window=cfg.window, progress=on_progress)
+        refine = cfg.model is None if cfg.refine_tracks == "auto" else bool(cfg.refine_tracks)
+        if refine:
+            from cotracker3_plugin.refine import sharpen_tracks
+
+            with sw("refine"):
+                tracks = sharpen_tracks(tracks, clip.frames)
+            log.info("Lucas-Kanade refinement: %s.", tracks.meta["refined"])
         tracks.meta.update({
             "model": _model_label(cfg, model), "source": str(cfg.video),
             "source_size": f"{info.height}x{info.width}", "stride": str(opts["stride"]),
@@ -303,6 +312,7 @@ def run(cfg: Config) -> int:
             "mean_visibility": round(tracks.mean_visibility(), 4),
             "mean_confidence": round(float(tracks.confidence.mean()), 4),
             "mode": tracks.meta.get("mode", "offline" if not online else "online"),
+            "refined": tracks.meta.get("refined", "no"),
             "model": _model_label(cfg, model),
             "model_class": type(model).__name__,
             "device": str(device),

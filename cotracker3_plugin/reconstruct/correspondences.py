@@ -23,8 +23,7 @@ from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "parallax_share", "refine_observations",
-           "usable_observations"]
+__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "parallax_share", "usable_observations"]
 
 
 def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: float | None = None,
@@ -181,80 +180,3 @@ def parallax_share(xy: np.ndarray, usable: np.ndarray, *, threshold: float = 2.0
         miss = np.linalg.norm(cv2.perspectiveTransform(p[None], H)[0] - q, axis=1) > 3 * threshold
         best = max(best, float(miss.mean()))
     return best
-
-
-def _exposure_normalised(gray: np.ndarray) -> np.ndarray:
-    """The frame at a fixed mean and contrast: LK compares raw intensities, and phones change exposure."""
-    g = gray.astype(np.float32)
-    return np.clip((g - g.mean()) * (48.0 / max(float(g.std()), 1.0)) + 128.0, 0, 255).astype(np.uint8)
-
-
-def refine_observations(tracks: Tracks, frames: np.ndarray, usable: np.ndarray, *, window: int = 21,
-                        levels: int = 2, max_shift: float = 12.0, max_residual: float = 0.7
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel positions for coarse tracks: Lucas-Kanade from each track's query point.
-
-    Every usable observation is re-tracked from the query frame with OpenCV's pyramidal LK,
-    starting from the track's own position (so the tracker keeps the association and LK only
-    sharpens it), and kept only if LK converges within ``max_shift`` px of that start with a
-    patch difference under ``max_residual`` times the reference patch's own contrast (mean absolute
-    deviation; unrelated patches of the same texture score about 1.4), on frames brought to one mean
-    and contrast (exposure changes). Where the query frame looks
-    too different (scale, roll, lighting far from it in time), the track's nearest kept
-    observation on the way from the query frame is the reference instead: frames are visited
-    outwards from the query frame, so that reference is already refined. For trackers whose positions
-    are coarse (a model run at a low resolution); observations that fail are dropped, so precise
-    tracks lose more than they gain. ``frames`` (T, H, W, 3) uint8 at the tracks' frame size.
-    Returns the refined ``xy`` (T, N, 2) and the kept observations (T, N).
-    """
-    import cv2
-
-    gray = np.stack([_exposure_normalised(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)) for f in frames])
-    T = len(frames)
-    lk = dict(winSize=(window, window), maxLevel=levels, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
-              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-    contrast_maps: dict[int, np.ndarray] = {}
-
-    def contrast(t: int, pts: np.ndarray) -> np.ndarray:
-        if t not in contrast_maps:  # mean absolute deviation of a Gaussian-ish patch, from its std
-            g = gray[t].astype(np.float32)
-            mean = cv2.boxFilter(g, -1, (window, window))
-            contrast_maps[t] = 0.8 * np.sqrt(np.maximum(cv2.boxFilter(g * g, -1, (window, window)) - mean * mean,
-                                                        0)) + 1.0
-        px = np.clip(np.rint(pts).astype(np.int64), 0, [gray.shape[2] - 1, gray.shape[1] - 1])
-        return contrast_maps[t][px[:, 1], px[:, 0]]
-
-    def lk_from(ref_t: int, ref_pts: np.ndarray, t: int, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p1, ok, err = cv2.calcOpticalFlowPyrLK(gray[ref_t], gray[t], ref_pts.reshape(-1, 1, 2).astype(np.float32),
-                                               guess.reshape(-1, 1, 2).astype(np.float32).copy(), **lk)
-        p1 = p1.reshape(-1, 2)
-        good = ((ok.ravel() == 1) & (err.ravel() < max_residual * contrast(ref_t, ref_pts))
-                & (np.linalg.norm(p1 - guess, axis=1) < max_shift))
-        return p1, good
-
-    xy = tracks.xy.astype(np.float32).copy()
-    kept = np.zeros_like(usable)
-    query_t = np.clip(np.rint(tracks.queries[:, 0]).astype(np.int64), 0, T - 1)
-    for q in np.unique(query_t):
-        ids = np.flatnonzero(query_t == q)
-        start = tracks.queries[ids, 1:3].astype(np.float32)
-        kept[q, ids] = usable[q, ids]
-        for direction in (1, -1):
-            anchor = np.full(len(ids), q)  # the nearest kept frame on the way from q, per track
-            for t in range(q + direction, T if direction > 0 else -1, direction):
-                seen = np.flatnonzero(usable[t, ids])
-                if len(seen) == 0:
-                    continue
-                sel = ids[seen]
-                guess = xy[t, sel]
-                p1, good = lk_from(q, start[seen], t, guess)
-                # the rest: from the nearest kept observation, grouped by its frame
-                for a in np.unique(anchor[seen][~good]):
-                    if a == q:
-                        continue
-                    retry = np.flatnonzero(~good & (anchor[seen] == a))
-                    p1[retry], good[retry] = lk_from(int(a), xy[a, sel[retry]], t, guess[retry])
-                xy[t, sel[good]] = p1[good]
-                kept[t, sel] = good
-                anchor[seen[good]] = t
-    return xy.astype(tracks.xy.dtype), kept

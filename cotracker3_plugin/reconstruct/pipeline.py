@@ -24,7 +24,6 @@ from cotracker3_plugin.reconstruct.correspondences import (
     frame_pairs,
     moving_track_filter,
     parallax_share,
-    refine_observations,
     usable_observations,
 )
 from cotracker3_plugin.reconstruct.mapping import (
@@ -36,6 +35,7 @@ from cotracker3_plugin.reconstruct.mapping import (
 from cotracker3_plugin.reconstruct.scene import Scene
 from cotracker3_plugin.reconstruct.sift import SiftMatching, sift_tracks
 from cotracker3_plugin.reconstruct.triangulate import triangulate_tracks
+from cotracker3_plugin.refine import refine_observations
 from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)

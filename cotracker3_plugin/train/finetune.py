@@ -11,7 +11,8 @@ weight decay 1e-5, one-cycle without warm-up over num_steps + 100, gradient clip
 
 Teachers are given as specs (:func:`build_teachers`): ``self`` (a frozen copy of the student's
 initial weights, the paper's self-training), ``klt`` (OpenCV Lucas-Kanade), a checkpoint path or
-an official name, optionally prefixed ``online:``/``offline:``.
+an official name, optionally prefixed ``online:``/``offline:``; a ``+lk`` suffix wraps any of them in
+:class:`~cotracker3_plugin.train.teachers.LKRefinedTeacher` (labels sharpened by Lucas-Kanade).
 
 Pseudo-labels are made on the fly, or read from a cache written beforehand by
 :mod:`cotracker3_plugin.train.pseudo_label_cache` (``--cache-dir``).
@@ -48,7 +49,13 @@ from cotracker3_plugin.train.real_videos import (
     plan_clip,
 )
 from cotracker3_plugin.train.sift_queries import sample_sift_queries
-from cotracker3_plugin.train.teachers import CoTrackerTeacher, Teacher, TeacherPool, build_teacher
+from cotracker3_plugin.train.teachers import (
+    CoTrackerTeacher,
+    LKRefinedTeacher,
+    Teacher,
+    TeacherPool,
+    build_teacher,
+)
 from cotracker3_plugin.train.trainer import StepContext, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -108,7 +115,7 @@ class FinetuneConfig(TrainerConfig):
     teachers: tuple[str, ...] = ("self", "klt")
     """Teacher specs, one drawn uniformly per batch: self (frozen copy of the student's initial
     weights), klt (Lucas-Kanade), a checkpoint path or official name (prefix online:/offline: to
-    pick the network kind)."""
+    pick the network kind); a +lk suffix (self+lk) sharpens that teacher's labels with Lucas-Kanade."""
     teacher_iters: int = 4
     """Refinement iterations of CoTracker3 teachers (official: 4)."""
     data: RealDataConfig = field(default_factory=RealDataConfig)
@@ -253,6 +260,8 @@ def build_teachers(specs: Sequence[str], student: nn.Module, device: torch.devic
                         "path or an official name.")
     out: list[Teacher] = []
     for i, spec in enumerate(specs):
+        refine = spec.endswith("+lk")
+        spec = spec.removesuffix("+lk")
         if spec == "self":
             frozen = copy.deepcopy(student).to(device)
             out.append(CoTrackerTeacher(frozen, name="self", iters=iters, vis_threshold=PSEUDO_VIS_THRESHOLD,
@@ -263,6 +272,8 @@ def build_teachers(specs: Sequence[str], student: nn.Module, device: torch.devic
                 t.iters = iters
                 t.rng.manual_seed(seed * 100 + i)
             out.append(t)
+        if refine:
+            out[-1] = LKRefinedTeacher(out[-1])
     return out
 
 

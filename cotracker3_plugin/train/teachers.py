@@ -98,6 +98,35 @@ class KLTTeacher:
         return PseudoLabels(torch.stack(tracks).to(video.device), torch.stack(visible).to(video.device), self.name)
 
 
+class LKRefinedTeacher:
+    """Another teacher's labels sharpened by Lucas-Kanade from each query point.
+
+    Every visible label is re-tracked from the query frame with pyramidal LK, starting at the
+    teacher's own position (:func:`~cotracker3_plugin.refine.sharpen_tracks`); where LK
+    does not converge close by with a small patch residual, the teacher's position stays. For a
+    coarse learned teacher this keeps its long-range association and adds LK's sub-pixel
+    precision on well-textured points.
+    """
+
+    def __init__(self, inner: Teacher) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}+lk"
+
+    def __call__(self, video: torch.Tensor, queries: torch.Tensor) -> PseudoLabels:
+        from cotracker3_plugin.refine import sharpen_tracks
+        from cotracker3_plugin.tracks import Tracks
+
+        labels = self.inner(video, queries)
+        tracks = labels.tracks.clone()
+        for i, (v, q) in enumerate(zip(video, queries)):
+            frames = v.permute(0, 2, 3, 1).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            seen = labels.visible[i].cpu().numpy()
+            coarse = Tracks(labels.tracks[i].cpu().numpy(), seen, seen.astype(np.float32), q.cpu().numpy(),
+                            frames.shape[1:3])
+            tracks[i] = torch.as_tensor(sharpen_tracks(coarse, frames).xy).to(tracks)
+        return PseudoLabels(tracks, labels.visible, self.name)
+
+
 class TeacherPool:
     """Draws one teacher uniformly at random per batch (seeded; state saved with checkpoints)."""
 

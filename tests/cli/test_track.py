@@ -48,12 +48,32 @@ def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
     assert summary["frame_indices"] == list(range(10))
     assert set(summary["runtime_s"]) == {"decode", "load_model", "track", "save", "overlay", "total"}
     assert summary["model"] == str(tiny_ckpt) and "torch" in summary["versions"]
+    assert summary["refined"] == "no" and "refined" not in tracks.meta  # auto: off for a named model
 
     # the folder exists now: refused without --overwrite, and left untouched
     before = (out / "tracks.npz").read_bytes()
     rc = main(["track", str(EXAMPLE), "--model", str(tiny_ckpt), "--output", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "tracks.npz").read_bytes() == before
+
+
+def test_track_refines_the_bundled_models_tracks_by_default(tmp_path):
+    from cotracker3_plugin.predict import track
+
+    out = tmp_path / "refined"
+    rc = main(["track", str(EXAMPLE), "--max-frames", "8", "--grid-size", "5", "--no-video",
+               "--output", str(out)])
+    assert rc == 0
+    tracks = Tracks.load(out / "tracks.npz")
+    coarse = track(read_video(EXAMPLE, max_frames=8), load_model(None), grid_size=5)
+    moved = np.linalg.norm(tracks.xy - coarse.xy, axis=-1)
+    # only visible observations move, none further than LK's 20 px leash, and most of them do move
+    assert np.all(moved[~coarse.visible] < 1e-4) and moved.max() < 20.0
+    assert (moved[1:][coarse.visible[1:]] > 0.01).mean() > 0.5
+    np.testing.assert_array_equal(tracks.visible, coarse.visible)
+    summary = json.loads((out / "summary.json").read_text())
+    assert tracks.meta["refined"].startswith("lk (") and summary["refined"] == tracks.meta["refined"]
+    assert "refine" in summary["runtime_s"]
 
 
 def test_track_queries_stride_resize_online(tiny_online_ckpt, tmp_path):

@@ -6,7 +6,13 @@ import torch
 
 from cotracker3_plugin.train.real_videos import RealVideoConfig, RealVideoDataset, cut_clip
 from cotracker3_plugin.train.sift_queries import sample_sift_queries
-from cotracker3_plugin.train.teachers import KLTTeacher, TeacherPool, helper_grid
+from cotracker3_plugin.train.teachers import (
+    KLTTeacher,
+    LKRefinedTeacher,
+    PseudoLabels,
+    TeacherPool,
+    helper_grid,
+)
 
 
 def _textured_video(t=12, h=96, w=128, shift=2, seed=0):
@@ -45,6 +51,33 @@ def test_klt_teacher_follows_a_translation():
     expected_x = queries[0, :, 1][None] - 2 * torch.arange(8)[:, None]
     assert torch.allclose(labels.tracks[0, :, :, 0], expected_x, atol=0.5)
     assert labels.visible.all()
+
+
+def test_lk_refined_teacher_sharpens_a_coarse_teachers_labels():
+    frames = _textured_video(t=8, shift=2)
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None]
+    queries = torch.tensor([[[0.0, 60.0, 40.0], [0.0, 70.0, 50.0], [0.0, 50.0, 30.0]]])
+    truth = queries[0, :, 1:][None].repeat(8, 1, 1)
+    truth[..., 0] -= 2 * torch.arange(8)[:, None]  # content moves left by 2 px per frame
+
+    class Coarse:  # right association, 2-3 px off; the third label is hidden
+        name = "coarse"
+
+        def __call__(self, video, queries):
+            noisy = truth + torch.tensor([2.5, -2.0])
+            noisy[0] = queries[0, :, 1:]
+            visible = torch.ones(8, 3, dtype=torch.bool)
+            visible[:, 2] = False
+            return PseudoLabels(noisy[None], visible[None], self.name)
+
+    labels = LKRefinedTeacher(Coarse())(video, queries)
+    assert labels.teacher == "coarse+lk" and labels.visible[0, :, :2].all() and not labels.visible[0, :, 2].any()
+    assert (labels.tracks[0, :, :2] - truth[:, :2]).abs().max() < 0.3
+    torch.testing.assert_close(labels.tracks[0, :, 2], Coarse()(video, queries).tracks[0, :, 2])  # hidden: as given
+
+    from cotracker3_plugin.train.finetune import build_teachers
+
+    assert [t.name for t in build_teachers(["klt+lk", "klt"], student=None)] == ["klt+lk", "klt"]
 
 
 def test_teacher_pool_is_uniform_and_resumable():
