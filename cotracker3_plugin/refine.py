@@ -15,6 +15,7 @@ convergence, a large residual, a long jump) where it does not.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -50,23 +51,25 @@ def refine_observations(tracks: Tracks, frames: np.ndarray, usable: np.ndarray, 
     """
     import cv2
 
-    gray = np.stack([exposure_normalised(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)) for f in frames])
+    @functools.lru_cache(maxsize=64)  # frames on demand: a long clip is not copied as a whole
+    def gray(t: int) -> np.ndarray:
+        return exposure_normalised(cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY))
+
     T = len(frames)
     lk = dict(winSize=(window, window), maxLevel=levels, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-    contrast_maps: dict[int, np.ndarray] = {}
+    @functools.lru_cache(maxsize=64)
+    def contrast_map(t: int) -> np.ndarray:  # mean absolute deviation of a Gaussian-ish patch, from its std
+        g = gray(t).astype(np.float32)
+        mean = cv2.boxFilter(g, -1, (window, window))
+        return 0.8 * np.sqrt(np.maximum(cv2.boxFilter(g * g, -1, (window, window)) - mean * mean, 0)) + 1.0
 
     def contrast(t: int, pts: np.ndarray) -> np.ndarray:
-        if t not in contrast_maps:  # mean absolute deviation of a Gaussian-ish patch, from its std
-            g = gray[t].astype(np.float32)
-            mean = cv2.boxFilter(g, -1, (window, window))
-            contrast_maps[t] = 0.8 * np.sqrt(np.maximum(cv2.boxFilter(g * g, -1, (window, window)) - mean * mean,
-                                                        0)) + 1.0
-        px = np.clip(np.rint(pts).astype(np.int64), 0, [gray.shape[2] - 1, gray.shape[1] - 1])
-        return contrast_maps[t][px[:, 1], px[:, 0]]
+        px = np.clip(np.rint(pts).astype(np.int64), 0, [frames.shape[2] - 1, frames.shape[1] - 1])
+        return contrast_map(t)[px[:, 1], px[:, 0]]
 
     def lk_from(ref_t: int, ref_pts: np.ndarray, t: int, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p1, ok, err = cv2.calcOpticalFlowPyrLK(gray[ref_t], gray[t], ref_pts.reshape(-1, 1, 2).astype(np.float32),
+        p1, ok, err = cv2.calcOpticalFlowPyrLK(gray(ref_t), gray(t), ref_pts.reshape(-1, 1, 2).astype(np.float32),
                                                guess.reshape(-1, 1, 2).astype(np.float32).copy(), **lk)
         p1 = p1.reshape(-1, 2)
         good = ((ok.ravel() == 1) & (err.ravel() < max_residual * contrast(ref_t, ref_pts))
