@@ -78,7 +78,7 @@ class PredictTracker:
 
 
 class Sharpened:
-    """Another tracker's output moved to sub-pixel by Lucas-Kanade (``predict.sharpen_tracks``, as
+    """Another tracker's output moved to sub-pixel by Lucas-Kanade (``refine.sharpen_tracks``, as
     ``cotracker3 track`` does for the bundled model); only visible observations are refined."""
 
     def __init__(self, tracker) -> None:

@@ -55,6 +55,7 @@ from cotracker3_plugin.train.teachers import (
     Teacher,
     TeacherPool,
     build_teacher,
+    frames_uint8,
 )
 from cotracker3_plugin.train.trainer import StepContext, Trainer, TrainResult
 
@@ -324,10 +325,6 @@ def _uses_occluded_loss(teacher_name: str) -> bool:
     return not teacher_name.lower().startswith("tapir")
 
 
-def _frames_uint8(video: torch.Tensor) -> np.ndarray:
-    return video.permute(0, 2, 3, 1).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
-
-
 def label_batch(batch: RealBatch, pool: TeacherPool, state: FinetuneState, num_queries: int,
                 generator: torch.Generator, autocast: Callable | None = None) -> RealBatch:
     """SIFT queries + pseudo-labels of ONE teacher drawn for the whole batch (in place, returned)."""
@@ -335,7 +332,7 @@ def label_batch(batch: RealBatch, pool: TeacherPool, state: FinetuneState, num_q
     queries, oks = [], []
     for b in range(B):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        sq = sample_sift_queries(_frames_uint8(batch.video[b]), num_queries, rng=np.random.default_rng(seed))
+        sq = sample_sift_queries(frames_uint8(batch.video[b]), num_queries, rng=np.random.default_rng(seed))
         if not sq.ok:
             state.skipped += 1
             log.info("clip %s skipped: SIFT found %d < %d points (%d skipped of %d)", batch.names[b],

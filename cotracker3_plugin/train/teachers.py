@@ -41,6 +41,11 @@ class Teacher(Protocol):
     def __call__(self, video: torch.Tensor, queries: torch.Tensor) -> PseudoLabels: ...
 
 
+def frames_uint8(video: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) float in [0, 255] -> (T, H, W, 3) uint8 for OpenCV."""
+    return video.permute(0, 2, 3, 1).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+
+
 def helper_grid(size: int, height: int, width: int) -> torch.Tensor:
     """The official ``grid(size, (H, W))`` at t = 0 as (size*size, 3) queries."""
     from cotracker3_plugin.predict.grid import grid_points
@@ -91,7 +96,7 @@ class KLTTeacher:
 
         tracks, visible = [], []
         for v, q in zip(video, queries):
-            frames = v.permute(0, 2, 3, 1).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            frames = frames_uint8(v)
             xy, vis = klt_track(frames, q.cpu().numpy(), **self.options)
             tracks.append(torch.as_tensor(np.asarray(xy), dtype=torch.float32))
             visible.append(torch.as_tensor(np.asarray(vis), dtype=torch.bool))
@@ -111,6 +116,7 @@ class LKRefinedTeacher:
     def __init__(self, inner: Teacher) -> None:
         self.inner = inner
         self.name = f"{inner.name}+lk"
+        self.rng = getattr(inner, "rng", None)  # the inner teacher's generator, checkpointed with the run
 
     def __call__(self, video: torch.Tensor, queries: torch.Tensor) -> PseudoLabels:
         from cotracker3_plugin.refine import sharpen_tracks
@@ -119,7 +125,7 @@ class LKRefinedTeacher:
         labels = self.inner(video, queries)
         tracks = labels.tracks.clone()
         for i, (v, q) in enumerate(zip(video, queries)):
-            frames = v.permute(0, 2, 3, 1).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            frames = frames_uint8(v)
             seen = labels.visible[i].cpu().numpy()
             coarse = Tracks(labels.tracks[i].cpu().numpy(), seen, seen.astype(np.float32), q.cpu().numpy(),
                             frames.shape[1:3])

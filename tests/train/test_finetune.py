@@ -104,12 +104,13 @@ def test_finetune_trains_all_but_vis_conf_head(tmp_path, student_path, video_roo
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 5
 
 
-def test_resume_is_identical(tmp_path, student_path, video_root):
+@pytest.mark.parametrize("teachers", [("self", "klt"), ("self+lk",)])  # self+lk alone: drawn after the resume
+def test_resume_is_identical(tmp_path, student_path, video_root, teachers):
     torch.set_num_threads(1)
-    full = run_finetune(_cfg(tmp_path, "full", student_path, video_root))
-    part = run_finetune(_cfg(tmp_path, "split", student_path, video_root, stop_after=2))
+    full = run_finetune(_cfg(tmp_path, "full", student_path, video_root, teachers=teachers))
+    part = run_finetune(_cfg(tmp_path, "split", student_path, video_root, stop_after=2, teachers=teachers))
     assert part.stopped_early and part.step == 2
-    rest = run_finetune(_cfg(tmp_path, "split", student_path, video_root))
+    rest = run_finetune(_cfg(tmp_path, "split", student_path, video_root, teachers=teachers))
     assert rest.resumed_from == 2 and rest.step == 4
     assert [s["total"] for s in full.losses[2:]] == [s["total"] for s in rest.losses]
     assert [s["teacher_index"] for s in full.losses[2:]] == [s["teacher_index"] for s in rest.losses]
