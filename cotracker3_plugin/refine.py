@@ -58,6 +58,7 @@ def refine_observations(tracks: Tracks, frames: np.ndarray, usable: np.ndarray, 
     T = len(frames)
     lk = dict(winSize=(window, window), maxLevel=levels, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+
     @functools.lru_cache(maxsize=64)
     def contrast_map(t: int) -> np.ndarray:  # mean absolute deviation of a Gaussian-ish patch, from its std
         g = gray(t).astype(np.float32)
