@@ -78,8 +78,9 @@ class PredictTracker:
 
 
 class Sharpened:
-    """Another tracker's output moved to sub-pixel by Lucas-Kanade (``refine.sharpen_tracks``, as
-    ``cotracker3 track`` does for the bundled model); only visible observations are refined."""
+    """Another tracker's output made precise by Lucas-Kanade (``refine.sharpen_tracks``, as
+    ``cotracker3 track`` does for the bundled model): chained KLT while it holds a point, then the
+    tracker's positions, moved to sub-pixel where LK from the query patch confirms them."""
 
     def __init__(self, tracker) -> None:
         self.tracker = tracker
@@ -91,7 +92,8 @@ class Sharpened:
         xy, vis = self.tracker(frames, queries)
         vis = np.asarray(vis, dtype=bool)
         coarse = Tracks(xy, vis, vis.astype(np.float32), queries, frames.shape[1:3])
-        return sharpen_tracks(coarse, frames).xy, vis
+        sharp = sharpen_tracks(coarse, frames)
+        return sharp.xy, sharp.visible
 
 
 def klt_predict(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

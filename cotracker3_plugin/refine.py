@@ -8,9 +8,9 @@ convergence, a large residual, a long jump) where it does not.
 
 - :func:`refine_observations`: the refined positions and which observations converged
   (structure from motion keeps only those);
-- :func:`sharpen_tracks`: the tracker's tracks with converged observations moved to LK's
-  positions and the rest left as they were (``cotracker3 track --refine-tracks``, and the
-  ``+lk`` teachers of fine-tuning).
+- :func:`sharpen_tracks`: the tracker's tracks after chained KLT from each query for as long as
+  KLT holds the point, with converged observations moved to LK's positions and the rest left as
+  they were (``cotracker3 track --refine-tracks``, and the ``+lk`` teachers of fine-tuning).
 """
 
 from __future__ import annotations
@@ -106,18 +106,35 @@ def refine_observations(tracks: Tracks, frames: np.ndarray, usable: np.ndarray, 
 
 
 def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, levels: int = 3,
-                   max_shift: float = 20.0) -> Tracks:
-    """``tracks`` with every visible observation that LK refines (:func:`refine_observations`)
-    moved to LK's position; observations LK cannot confirm keep the tracker's position, and
-    visibility and confidence are unchanged. ``frames`` (T, H, W, 3) uint8 at ``tracks.frame_size``.
+                   max_shift: float = 20.0, klt_handover: bool = True) -> Tracks:
+    """``tracks`` made precise with Lucas-Kanade; ``frames`` (T, H, W, 3) uint8 at ``tracks.frame_size``.
 
-    The defaults (a 15 px window, 3 pyramid levels, up to 20 px from the tracker) suit frames of
-    up to about 1000 px and were chosen on the real-image benchmark and BADJA (see the model card).
+    - With ``klt_handover`` (the default), chained KLT comes first: from each query, frame to frame
+      forward and backward (:func:`~cotracker3_plugin.evaluate.klt.klt_track`, 21 px window, 4 levels),
+      the track takes KLT's position, and is visible, for as long as KLT's forward-backward check
+      holds. From the first frame where it fails on, the tracker's own position and visibility take
+      over. Chained LK follows gradual changes of appearance at sub-pixel precision but loses points
+      for good at occlusions, fast motion and deformation; the learned tracker finds them again.
+    - Every visible observation of the tracker is moved to where LK from the query patch converges
+      (:func:`refine_observations`), where it does; elsewhere the tracker's position stays.
+
+    Confidence is unchanged. The defaults (a 15 px window, 3 pyramid levels, up to 20 px from the
+    tracker) suit frames of up to about 1000 px and were chosen on the real-image benchmark and BADJA
+    (see the model card).
     """
     if frames.shape[1:3] != tracks.frame_size or len(frames) != tracks.num_frames:
         raise ValueError(f"frames {frames.shape[:3]} do not match tracks over {tracks.num_frames} frames "
                          f"of {tracks.frame_size}")
     xy, kept = refine_observations(tracks, frames, tracks.visible, window=window, levels=levels,
                                    max_shift=max_shift)
-    meta = {**tracks.meta, "refined": f"lk ({int(kept.sum())} of {int(tracks.visible.sum())} observations)"}
-    return replace(tracks, xy=np.where(kept[..., None], xy, tracks.xy), meta=meta)
+    xy = np.where(kept[..., None], xy, tracks.xy)
+    visible = tracks.visible
+    note = f"lk ({int(kept.sum())} of {int(visible.sum())} observations)"
+    if klt_handover:
+        from cotracker3_plugin.evaluate.klt import klt_track
+
+        klt_xy, held = klt_track(frames, tracks.queries, sticky_loss=True)
+        xy = np.where(held[..., None], klt_xy.astype(xy.dtype), xy)
+        visible = visible | held
+        note = f"klt until lost ({int(held.sum())} observations), then the tracker's, " + note
+    return replace(tracks, xy=xy, visible=visible, meta={**tracks.meta, "refined": note})

@@ -1,4 +1,5 @@
-"""Lucas-Kanade sharpening of coarse tracks: sub-pixel on known motion, wrong positions left alone."""
+"""Lucas-Kanade sharpening of coarse tracks: sub-pixel on known motion, wrong positions left alone,
+chained KLT first and the tracker after KLT loses a point."""
 
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ def test_sharpen_tracks_moves_confirmed_observations_and_keeps_the_rest():
     tr.xy = coarse
     tr.visible[2, 7] = False  # an occluded observation is not touched
     tr.meta["model"] = "bundled default"
-    out = sharpen_tracks(tr, frames)
+    out = sharpen_tracks(tr, frames, klt_handover=False)
     np.testing.assert_array_equal(out.xy[4, 5], coarse[4, 5])
     np.testing.assert_array_equal(out.xy[2, 7], coarse[2, 7])
     np.testing.assert_array_equal(out.visible, tr.visible)
@@ -102,3 +103,28 @@ def test_sharpen_tracks_moves_confirmed_observations_and_keeps_the_rest():
     assert out.meta["model"] == "bundled default" and out.meta["refined"].startswith("lk (")
     with pytest.raises(ValueError, match="do not match"):
         sharpen_tracks(tr, frames[:, :-1])
+
+
+def test_sharpen_tracks_uses_klt_until_it_loses_a_point_then_the_tracker():
+    from cotracker3_plugin.refine import sharpen_tracks
+
+    frames, truth, tr = _moving_texture(4, 8)
+    # From frame 4 on, a flat grey occluder covers the top-left corner: KLT fails there and is lost
+    # for good; the tracker calls those points occluded. (A textured static occluder can hold KLT:
+    # it then follows the occluder, and the hand-over trusts it; see the model card.)
+    frames[4:, :60, :70] = 128
+    under = np.all((truth[4:, :, 0] < 55) & (truth[4:, :, 1] < 45), axis=0)
+    clear = np.all((truth[:, :, 0] > 95) | (truth[:, :, 1] > 85), axis=0)
+    assert under.sum() == 4 and clear.sum() > 20
+    tr.visible[4:, under] = False
+    far = np.flatnonzero(clear)
+    tr.xy[5, far[0]] += 40.0  # the tracker's mistake: where KLT holds the point, KLT's position wins
+    tr.visible[2, far[1]] = False  # the tracker's false occlusion: visible while KLT holds the point
+    coarse = tr.xy.copy()
+    out = sharpen_tracks(tr, frames)
+    np.testing.assert_array_equal(out.xy[4:, under], coarse[4:, under])
+    assert not out.visible[4:, under].any() and out.visible[:4, under].all()
+    err = np.linalg.norm(out.xy - truth, axis=-1)[:, clear]
+    assert out.visible[:, clear].all() and err.max() < 0.2, err.max()
+    np.testing.assert_array_equal(out.confidence, tr.confidence)
+    assert out.meta["refined"].startswith("klt until lost (")

@@ -65,7 +65,7 @@ class Config:
     window: int | None = None
     """Offline model only: run on overlapping windows of this many frames (e.g. 60), for long videos in bounded memory."""
     refine_tracks: bool | Literal["auto"] = "auto"
-    """Sharpen the tracks to sub-pixel with OpenCV Lucas-Kanade from each query point, started at the model's position; where LK cannot confirm a position, the model's stays. auto: on for the bundled model (it runs at 192x256, so its positions are coarse), off for other weights."""
+    """Make the tracks precise with OpenCV Lucas-Kanade: chained KLT from each query point for as long as its forward-backward check holds the point (visible there), the model's tracks after that, sharpened by LK from the query patch where LK confirms them. auto: on for the bundled model (it runs at 192x256, so its positions are coarse), off for other weights."""
     device: str = "auto"
     """Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."""
     decode: Annotated[DecodeOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=DecodeOptions)

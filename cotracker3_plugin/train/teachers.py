@@ -104,13 +104,12 @@ class KLTTeacher:
 
 
 class LKRefinedTeacher:
-    """Another teacher's labels sharpened by Lucas-Kanade from each query point.
+    """Another teacher's labels made precise by Lucas-Kanade (:func:`~cotracker3_plugin.refine.sharpen_tracks`).
 
-    Every visible label is re-tracked from the query frame with pyramidal LK, starting at the
-    teacher's own position (:func:`~cotracker3_plugin.refine.sharpen_tracks`); where LK
-    does not converge close by with a small patch residual, the teacher's position stays. For a
-    coarse learned teacher this keeps its long-range association and adds LK's sub-pixel
-    precision on well-textured points.
+    Chained KLT from each query gives the label, visible, for as long as KLT's forward-backward check
+    holds the point; after that the teacher's own label stays, moved to where LK from the query patch
+    converges close by with a small residual. For a coarse learned teacher this keeps its long-range
+    association and adds LK's sub-pixel precision on well-textured points.
     """
 
     def __init__(self, inner: Teacher) -> None:
@@ -123,14 +122,16 @@ class LKRefinedTeacher:
         from cotracker3_plugin.tracks import Tracks
 
         labels = self.inner(video, queries)
-        tracks = labels.tracks.clone()
+        tracks, visible = labels.tracks.clone(), labels.visible.clone()
         for i, (v, q) in enumerate(zip(video, queries)):
             frames = frames_uint8(v)
             seen = labels.visible[i].cpu().numpy()
             coarse = Tracks(labels.tracks[i].cpu().numpy(), seen, seen.astype(np.float32), q.cpu().numpy(),
                             frames.shape[1:3])
-            tracks[i] = torch.as_tensor(sharpen_tracks(coarse, frames).xy).to(tracks)
-        return PseudoLabels(tracks, labels.visible, self.name)
+            sharp = sharpen_tracks(coarse, frames)
+            tracks[i] = torch.as_tensor(sharp.xy).to(tracks)
+            visible[i] = torch.as_tensor(sharp.visible).to(visible)
+        return PseudoLabels(tracks, visible, self.name)
 
 
 class TeacherPool:

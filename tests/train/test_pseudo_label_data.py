@@ -60,7 +60,7 @@ def test_lk_refined_teacher_sharpens_a_coarse_teachers_labels():
     truth = queries[0, :, 1:][None].repeat(8, 1, 1)
     truth[..., 0] -= 2 * torch.arange(8)[:, None]  # content moves left by 2 px per frame
 
-    class Coarse:  # right association, 2-3 px off; the third label is hidden
+    class Coarse:  # right association, 2-3 px off; the third label is hidden, wrongly
         name = "coarse"
 
         def __call__(self, video, queries):
@@ -71,9 +71,9 @@ def test_lk_refined_teacher_sharpens_a_coarse_teachers_labels():
             return PseudoLabels(noisy[None], visible[None], self.name)
 
     labels = LKRefinedTeacher(Coarse())(video, queries)
-    assert labels.teacher == "coarse+lk" and labels.visible[0, :, :2].all() and not labels.visible[0, :, 2].any()
-    assert (labels.tracks[0, :, :2] - truth[:, :2]).abs().max() < 0.3
-    torch.testing.assert_close(labels.tracks[0, :, 2], Coarse()(video, queries).tracks[0, :, 2])  # hidden: as given
+    # chained KLT holds all three points through this clean clip: sub-pixel labels, all visible
+    assert labels.teacher == "coarse+lk" and labels.visible.all()
+    assert (labels.tracks[0] - truth).abs().max() < 0.3
 
     from cotracker3_plugin.train.finetune import build_teachers
 
