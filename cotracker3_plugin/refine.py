@@ -136,5 +136,5 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
         klt_xy, held = klt_track(frames, tracks.queries, sticky_loss=True)
         xy = np.where(held[..., None], klt_xy.astype(xy.dtype), xy)
         visible = visible | held
-        note = f"klt until lost ({int(held.sum())} observations), then the tracker's, " + note
+        note = f"klt until lost ({int(held.sum())} observations), then the tracker's with " + note
     return replace(tracks, xy=xy, visible=visible, meta={**tracks.meta, "refined": note})
