@@ -12,7 +12,8 @@ or 64 (online) at 384x512.
 CPU-friendly overrides for a small model: --crop-size 96 128 --seq-len 24 --traj-per-sample 64
 --data.max-side 256 --num-steps 500. Teachers: `self` (the student's own initial weights), `klt`,
 a checkpoint path, or cotracker3_offline / cotracker3_online (optionally prefixed online:/offline:);
-append +lk (e.g. self+lk) to sharpen a teacher's labels with Lucas-Kanade.
+append +lk (e.g. self+lk) for chained KLT's labels while KLT holds a point and that teacher's, sharpened
+by Lucas-Kanade, after.
 
 Pseudo-labels can be made once and reused: add --precompute --cache-dir DIR (one .npz shard per clip,
 resumable, `torchrun --nproc-per-node K -m cotracker3_plugin finetune --precompute ...` splits the

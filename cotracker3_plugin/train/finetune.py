@@ -12,7 +12,8 @@ weight decay 1e-5, one-cycle without warm-up over num_steps + 100, gradient clip
 Teachers are given as specs (:func:`build_teachers`): ``self`` (a frozen copy of the student's
 initial weights, the paper's self-training), ``klt`` (OpenCV Lucas-Kanade), a checkpoint path or
 an official name, optionally prefixed ``online:``/``offline:``; a ``+lk`` suffix wraps any of them in
-:class:`~cotracker3_plugin.train.teachers.LKRefinedTeacher` (labels sharpened by Lucas-Kanade).
+:class:`~cotracker3_plugin.train.teachers.LKRefinedTeacher` (chained KLT's labels while KLT holds a
+point, then the teacher's, sharpened by Lucas-Kanade).
 
 Pseudo-labels are made on the fly, or read from a cache written beforehand by
 :mod:`cotracker3_plugin.train.pseudo_label_cache` (``--cache-dir``).
@@ -116,7 +117,7 @@ class FinetuneConfig(TrainerConfig):
     teachers: tuple[str, ...] = ("self", "klt")
     """Teacher specs, one drawn uniformly per batch: self (frozen copy of the student's initial
     weights), klt (Lucas-Kanade), a checkpoint path or official name (prefix online:/offline: to
-    pick the network kind); a +lk suffix (self+lk) sharpens that teacher's labels with Lucas-Kanade."""
+    pick the network kind); a +lk suffix (self+lk) takes chained KLT's labels while KLT holds a point and that teacher's, sharpened by Lucas-Kanade, after."""
     teacher_iters: int = 4
     """Refinement iterations of CoTracker3 teachers (official: 4)."""
     data: RealDataConfig = field(default_factory=RealDataConfig)
