@@ -125,6 +125,8 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
     if frames.shape[1:3] != tracks.frame_size or len(frames) != tracks.num_frames:
         raise ValueError(f"frames {frames.shape[:3]} do not match tracks over {tracks.num_frames} frames "
                          f"of {tracks.frame_size}")
+    # All visible observations, also those KLT will hold: refined ones are the references LK falls
+    # back on further from the query frame.
     xy, kept = refine_observations(tracks, frames, tracks.visible, window=window, levels=levels,
                                    max_shift=max_shift)
     xy = np.where(kept[..., None], xy, tracks.xy)
