@@ -118,7 +118,8 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
     - Every visible observation of the tracker is moved to where LK from the query patch converges
       (:func:`refine_observations`), where it does; elsewhere the tracker's position stays.
 
-    Confidence is unchanged. The defaults (a 15 px window, 3 pyramid levels, up to 20 px from the
+    Confidence is unchanged, so where KLT holds a point ``visible`` no longer follows it
+    (:meth:`~cotracker3_plugin.tracks.Tracks.with_threshold` gives the tracker's own visibility back). The defaults (a 15 px window, 3 pyramid levels, up to 20 px from the
     tracker) suit frames of up to about 1000 px and were chosen on the real-image benchmark and BADJA
     (see the model card).
     """

@@ -11,7 +11,9 @@ stores ``confidence = vis * conf`` and ``visible = confidence > VISIBILITY_THRES
 with ``VISIBILITY_THRESHOLD = 0.6``, the rule of the official online predictor and
 of the official evaluation. The official *offline* predictor instead uses
 ``vis > 0.9`` and ignores ``conf``; pass ``rule="official"`` to the predictors to
-get that rule bit-for-bit (the parity tests do).
+get that rule bit-for-bit (the parity tests do). Tracks from
+:func:`~cotracker3_plugin.refine.sharpen_tracks` are also visible where chained KLT holds the
+point, whatever the confidence; :meth:`Tracks.with_threshold` re-derives the model's own rule.
 """
 
 from __future__ import annotations
