@@ -42,7 +42,9 @@ from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.config import OptimConfig, TrainerConfig
 from cotracker3_plugin.train.data import BatchStream
 from cotracker3_plugin.train.losses import LossConfig, cotracker_loss
+from cotracker3_plugin.train.pseudo_label_cache import CachedPseudoLabels
 from cotracker3_plugin.train.real_videos import (
+    RealSample,
     RealVideoConfig,
     apply_plan,
     decode_video,
@@ -169,24 +171,6 @@ class FinetuneConfig(TrainerConfig):
 
 
 # -- data ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RealSample:
-    """One real clip, with pseudo-labels when they come from the cache."""
-
-    video: torch.Tensor
-    """(T, 3, H, W) float32 in [0, 255]."""
-    name: str = ""
-    queries: torch.Tensor | None = None
-    """(N, 3) (t, x, y) when labelled."""
-    trajectory: torch.Tensor | None = None
-    """(T, N, 2) pseudo tracks when labelled."""
-    visibility: torch.Tensor | None = None
-    """(T, N) bool pseudo-visibility when labelled."""
-    ok: bool = True
-    """False when SIFT found too few points (the clip's loss is masked out)."""
-    teacher: str = ""
 
 
 @dataclass
@@ -476,8 +460,6 @@ def run_finetune(cfg: FinetuneConfig, on_step: Callable[[int, dict[str, float]],
     cfg = _resolved(cfg, model)
     pool = state = None
     if cfg.cache_dir is not None:
-        from cotracker3_plugin.train.pseudo_label_cache import CachedPseudoLabels
-
         source = CachedPseudoLabels(Path(cfg.cache_dir), cfg.clip_config())
         state = FinetuneState(TeacherPool([_NamedTeacher(n) for n in source.teacher_names] or [_NamedTeacher("")]))
     else:

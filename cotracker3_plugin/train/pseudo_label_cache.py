@@ -33,6 +33,7 @@ from cotracker3_plugin._atomic import atomic_path
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.real_videos import (
     ClipPlan,
+    RealSample,
     RealVideoConfig,
     apply_plan,
     decode_video,
@@ -208,9 +209,7 @@ class CachedPseudoLabels:
         raise UserError(f"the video {rel} of the pseudo-label cache {self.dir} is not under "
                         f"{', '.join(map(str, self.roots))}. Pass --data.root the folder the cache was made from.")
 
-    def sample(self, index: int, rng: np.random.Generator | None = None):
-        from cotracker3_plugin.train.finetune import RealSample
-
+    def sample(self, index: int, rng: np.random.Generator | None = None) -> RealSample:
         shard = self.shards[index]
         with np.load(shard, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}

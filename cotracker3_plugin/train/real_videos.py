@@ -48,6 +48,30 @@ class RealVideoConfig:
     """Probability of playing the clip backwards (extra real footage from the same videos)."""
 
 
+@dataclass
+class RealSample:
+    """One real clip, with pseudo-labels when they come from the cache.
+
+    It lives here, with the clip sampler, because both the fine-tuning loop
+    (:mod:`~cotracker3_plugin.train.finetune`) and the pseudo-label cache
+    (:mod:`~cotracker3_plugin.train.pseudo_label_cache`) make and consume it; either importing it
+    from the other made the two modules import each other.
+    """
+
+    video: torch.Tensor
+    """(T, 3, H, W) float32 in [0, 255]."""
+    name: str = ""
+    queries: torch.Tensor | None = None
+    """(N, 3) (t, x, y) when labelled."""
+    trajectory: torch.Tensor | None = None
+    """(T, N, 2) pseudo tracks when labelled."""
+    visibility: torch.Tensor | None = None
+    """(T, N) bool pseudo-visibility when labelled."""
+    ok: bool = True
+    """False when SIFT found too few points (the clip's loss is masked out)."""
+    teacher: str = ""
+
+
 def list_videos(root: Path) -> list[Path]:
     """Video files and image folders under ``root`` (sorted, recursive)."""
     root = Path(root)

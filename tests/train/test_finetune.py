@@ -194,3 +194,15 @@ def test_ddp_two_processes_share_weights_not_data(tmp_path, student_path, video_
     assert a["losses"] != b["losses"]  # rank r reads its own clips
     ck = torch.load(tmp_path / "ddp" / "checkpoints" / "step_00000003.pth", weights_only=True)
     assert len(ck["ranks"]) == 2 and all("extra" in r for r in ck["ranks"])
+
+
+def test_real_sample_has_one_home_and_the_cache_does_not_import_the_loop():
+    import subprocess
+    import sys
+
+    code = ("import sys; import cotracker3_plugin.train.pseudo_label_cache as c; "
+            "assert 'cotracker3_plugin.train.finetune' not in sys.modules; "
+            "import cotracker3_plugin.train.finetune as f, cotracker3_plugin.train.real_videos as r; "
+            "assert c.RealSample is f.RealSample is r.RealSample; "
+            "assert f.CachedPseudoLabels is c.CachedPseudoLabels")
+    subprocess.run([sys.executable, "-c", code], check=True)
