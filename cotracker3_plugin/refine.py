@@ -22,7 +22,42 @@ import numpy as np
 
 from cotracker3_plugin.tracks import Tracks
 
-__all__ = ["exposure_normalised", "refine_observations", "sharpen_tracks"]
+__all__ = ["PROVENANCE_SOURCES", "exposure_normalised", "provenance", "provenance_meta", "refine_observations",
+           "sharpen_tracks"]
+
+#: Where an output position of :func:`sharpen_tracks` comes from: chained KLT, the network's position
+#: moved by Lucas-Kanade, or the network's own position.
+PROVENANCE_SOURCES = ("klt", "lk", "network")
+
+
+def provenance_meta(klt: np.ndarray, lk: np.ndarray, visible: np.ndarray) -> dict[str, str]:
+    """``Tracks.meta`` entries saying where the positions came from, so the default's behaviour is on
+    record with the tracks (tracks.npz, summaries): ``provenance_<source>`` is the share of all
+    observations (T x N) from that source, ``provenance_<source>_visible`` the share of the visible ones
+    (0 for every source when none is visible). Sources are ``klt`` (``klt`` mask), ``lk`` (``lk`` and
+    not ``klt``) and ``network`` (the rest); each set of shares sums to 1. Strings with six decimals:
+    meta holds strings."""
+    klt = np.asarray(klt, bool)
+    lk = np.asarray(lk, bool) & ~klt
+    visible = np.asarray(visible, bool)
+    masks = {"klt": klt, "lk": lk, "network": ~(klt | lk)}
+    total, seen = klt.size, int(visible.sum())
+    out = {}
+    for name, m in masks.items():
+        out[f"provenance_{name}"] = f"{int(m.sum()) / total if total else 0.0:.6f}"
+        out[f"provenance_{name}_visible"] = f"{int((m & visible).sum()) / seen if seen else 0.0:.6f}"
+    return out
+
+
+def provenance(tracks: Tracks) -> dict[str, float]:
+    """The provenance shares of ``tracks`` as floats (keys ``klt``, ``lk``, ``network`` and the same with
+    ``_visible``); tracks that were never sharpened (no such meta) are the network's alone."""
+    if "provenance_network" not in tracks.meta:
+        none = np.zeros(tracks.visible.shape, bool)
+        meta = provenance_meta(none, none, tracks.visible)
+    else:
+        meta = tracks.meta
+    return {k.removeprefix("provenance_"): float(v) for k, v in meta.items() if k.startswith("provenance_")}
 
 
 def exposure_normalised(gray: np.ndarray) -> np.ndarray:
@@ -118,7 +153,9 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
     - Every visible observation of the tracker is moved to where LK from the query patch converges
       (:func:`refine_observations`), where it does; elsewhere the tracker's position stays.
 
-    Confidence is unchanged, so where KLT holds a point ``visible`` no longer follows it
+    ``meta`` records where every position came from (:func:`provenance_meta`: the shares from KLT,
+    from LK-sharpened network positions and from raw network positions, of all and of the visible
+    observations). Confidence is unchanged, so where KLT holds a point ``visible`` no longer follows it
     (:meth:`~cotracker3_plugin.tracks.Tracks.with_threshold` gives the tracker's own visibility back). The defaults (a 15 px window, 3 pyramid levels, up to 20 px from the
     tracker) suit frames of up to about 1000 px and were chosen on the real-image benchmark and BADJA
     (see the model card).
@@ -133,6 +170,7 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
     xy = np.where(kept[..., None], xy, tracks.xy)
     visible = tracks.visible
     note = f"lk ({int(kept.sum())} of {int(visible.sum())} observations)"
+    held = np.zeros_like(kept)
     if klt_handover:
         from cotracker3_plugin.evaluate.klt import klt_track
 
@@ -140,4 +178,5 @@ def sharpen_tracks(tracks: Tracks, frames: np.ndarray, *, window: int = 15, leve
         xy = np.where(held[..., None], klt_xy.astype(xy.dtype), xy)
         visible = visible | held
         note = f"klt until lost ({int(held.sum())} observations), then the tracker's with " + note
-    return replace(tracks, xy=xy, visible=visible, meta={**tracks.meta, "refined": note})
+    meta = {**tracks.meta, "refined": note, **provenance_meta(held, kept, visible)}
+    return replace(tracks, xy=xy, visible=visible, meta=meta)

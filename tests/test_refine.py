@@ -128,3 +128,56 @@ def test_sharpen_tracks_uses_klt_until_it_loses_a_point_then_the_tracker():
     assert out.visible[:, clear].all() and err.max() < 0.2, err.max()
     np.testing.assert_array_equal(out.confidence, tr.confidence)
     assert out.meta["refined"].startswith("klt until lost (")
+
+
+def test_provenance_meta_counts_each_observation_once():
+    from cotracker3_plugin.refine import provenance, provenance_meta
+
+    klt = np.zeros((4, 5), bool)
+    lk = np.zeros((4, 5), bool)
+    visible = np.zeros((4, 5), bool)
+    klt[:2] = True  # 10 observations held by KLT (all visible)
+    lk[1:3, :3] = True  # 6 LK-sharpened, 3 of them under KLT: 3 count as LK
+    visible[:3] = True  # 15 visible: 10 KLT + 3 LK + 2 network
+    meta = provenance_meta(klt, lk, visible)
+    assert meta == {"provenance_klt": "0.500000", "provenance_klt_visible": f"{10 / 15:.6f}",
+                    "provenance_lk": "0.150000", "provenance_lk_visible": "0.200000",
+                    "provenance_network": "0.350000", "provenance_network_visible": f"{2 / 15:.6f}"}
+    shares = {k: float(v) for k, v in meta.items()}
+    for suffix in ("", "_visible"):
+        assert abs(sum(shares[f"provenance_{s}{suffix}"] for s in ("klt", "lk", "network")) - 1) < 1e-5
+    none = provenance_meta(klt, lk, np.zeros_like(visible))
+    assert none["provenance_klt_visible"] == none["provenance_network_visible"] == "0.000000"
+
+    from cotracker3_plugin.tracks import Tracks
+
+    raw = Tracks(np.zeros((4, 5, 2)), visible, np.ones((4, 5)), np.zeros((5, 3)), (8, 8))
+    assert provenance(raw) == {"klt": 0.0, "klt_visible": 0.0, "lk": 0.0, "lk_visible": 0.0, "network": 1.0,
+                               "network_visible": 1.0}
+
+
+def test_sharpen_tracks_records_where_each_position_came_from(tmp_path):
+    from cotracker3_plugin.evaluate.klt import klt_track
+    from cotracker3_plugin.refine import provenance, refine_observations, sharpen_tracks
+    from cotracker3_plugin.tracks import Tracks
+
+    frames, truth, tr = _moving_texture(4, 8)
+    frames[4:, :60, :70] = 128  # KLT loses the points under this occluder; the tracker calls them occluded
+    under = np.all((truth[4:, :, 0] < 55) & (truth[4:, :, 1] < 45), axis=0)
+    tr.visible[4:, under] = False
+    tr.xy[6, 20] += 40.0  # a wrong tracker position LK cannot confirm
+    for handover in (False, True):
+        out = sharpen_tracks(tr, frames, klt_handover=handover)
+        _, kept = refine_observations(tr, frames, tr.visible, window=15, levels=3, max_shift=20.0)
+        held = klt_track(frames, tr.queries, sticky_loss=True)[1] if handover else np.zeros_like(kept)
+        p = provenance(out)
+        size, seen = held.size, out.visible.sum()
+        assert p["klt"] == pytest.approx(held.sum() / size, abs=1e-6)
+        assert p["lk"] == pytest.approx((kept & ~held).sum() / size, abs=1e-6)
+        assert p["network"] == pytest.approx((~kept & ~held).sum() / size, abs=1e-6)
+        assert p["network_visible"] == pytest.approx((~kept & ~held & out.visible).sum() / seen, abs=1e-6)
+        for suffix in ("", "_visible"):
+            assert sum(p[s + suffix] for s in ("klt", "lk", "network")) == pytest.approx(1.0, abs=1e-5)
+        assert p["network"] > 0 and (p["klt"] > 0.5) == handover  # the occluded points stay the network's
+        out.save(tmp_path / "t.npz")  # the shares travel with the tracks
+        assert provenance(Tracks.load(tmp_path / "t.npz")) == p

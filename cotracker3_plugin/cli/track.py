@@ -2,7 +2,8 @@
 
 Writes into the output folder (atomically: a failed run leaves nothing behind):
 tracks.npz (cotracker3_plugin.tracks.Tracks, in pixels of the decoded frames), tracks.mp4
-(the tracks drawn on the video) and summary.json (sizes, mean visibility, time per stage,
+(the tracks drawn on the video) and summary.json (sizes, mean visibility, where the positions came
+from (provenance: chained KLT, network sharpened by Lucas-Kanade, network as is), time per stage,
 model, device, versions).
 
 Examples:
@@ -282,6 +283,11 @@ def run(cfg: Config) -> int:
             with sw("refine"):
                 tracks = sharpen_tracks(tracks, clip.frames)
             log.info("Lucas-Kanade refinement: %s.", tracks.meta["refined"])
+        else:  # the network's positions alone: on record too, so every tracks.npz says where they came from
+            from cotracker3_plugin.refine import provenance_meta
+
+            unrefined = np.zeros(tracks.visible.shape, bool)
+            tracks.meta.update(provenance_meta(unrefined, unrefined, tracks.visible))
         tracks.meta.update({
             "model": _model_label(cfg, model), "source": str(cfg.video),
             "source_size": f"{info.height}x{info.width}", "stride": str(opts["stride"]),
@@ -311,6 +317,7 @@ def run(cfg: Config) -> int:
             "frame_indices": clip.frame_indices.tolist(),
             "mean_visibility": round(tracks.mean_visibility(), 4),
             "mean_confidence": round(float(tracks.confidence.mean()), 4),
+            "provenance": {k: round(v, 4) for k, v in _provenance(tracks).items()},
             "mode": tracks.meta.get("mode", "offline" if not online else "online"),
             "refined": tracks.meta.get("refined", "no"),
             "model": _model_label(cfg, model),
@@ -325,4 +332,20 @@ def run(cfg: Config) -> int:
     print(f"Tracked {tracks.num_points} points over {len(clip)} frames "
           f"(mean visibility {tracks.mean_visibility():.2f}) in {sw.rounded()['total']:.1f} s "
           f"-> {out_dir}/")
+    print(provenance_line(_provenance(tracks)))
     return 0
+
+
+def _provenance(tracks) -> dict[str, float]:
+    from cotracker3_plugin.refine import provenance
+
+    return provenance(tracks)
+
+
+def provenance_line(shares: dict[str, float]) -> str:
+    """One summary line saying where the positions came from (``cotracker3_plugin.refine.provenance``)."""
+    def part(suffix: str) -> str:
+        return (f"{shares['klt' + suffix]:.0%} chained KLT, {shares['lk' + suffix]:.0%} network sharpened by "
+                f"Lucas-Kanade, {shares['network' + suffix]:.0%} network as is")
+
+    return f"Positions: {part('')} (of the visible ones: {part('_visible')})."

@@ -26,7 +26,9 @@ def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "tracks.mp4", "tracks.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left
-    assert "Tracked 16 points over 10 frames" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Tracked 16 points over 10 frames" in printed
+    assert "Positions: 0% chained KLT, 0% network sharpened by Lucas-Kanade, 100% network as is" in printed
 
     tracks = Tracks.load(out / "tracks.npz")
     assert tracks.xy.shape == (10, 16, 2) and tracks.frame_size == (480, 368)
@@ -49,6 +51,10 @@ def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
     assert set(summary["runtime_s"]) == {"decode", "load_model", "track", "save", "overlay", "total"}
     assert summary["model"] == str(tiny_ckpt) and "torch" in summary["versions"]
     assert summary["refined"] == "no" and "refined" not in tracks.meta  # auto: off for a named model
+    # every position is the network's own, and the record says so (tracks.npz, summary.json, printout)
+    assert summary["provenance"] == {"klt": 0.0, "klt_visible": 0.0, "lk": 0.0, "lk_visible": 0.0,
+                                     "network": 1.0, "network_visible": 1.0}
+    assert tracks.meta["provenance_network"] == "1.000000"
 
     # the folder exists now: refused without --overwrite, and left untouched
     before = (out / "tracks.npz").read_bytes()
@@ -79,6 +85,9 @@ def test_track_refines_the_bundled_models_tracks_by_default(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert tracks.meta["refined"].startswith("klt until lost (") and summary["refined"] == tracks.meta["refined"]
     assert "refine" in summary["runtime_s"]
+    p = summary["provenance"]
+    assert p["klt"] == pytest.approx(held.mean(), abs=1e-4) and p["klt"] + p["lk"] + p["network"] == pytest.approx(1, abs=1e-3)
+    assert float(tracks.meta["provenance_klt_visible"]) == pytest.approx(held.sum() / tracks.visible.sum(), abs=1e-5)
 
 
 def test_track_queries_stride_resize_online(tiny_online_ckpt, tmp_path):
