@@ -10,6 +10,10 @@ step) on one pre-rendered synthetic clip repeated, so data generation is not tim
   512 tracks offline and 64 / 384 online; the defaults here are smaller so a step fits a 2-core,
   ~16 GB machine; pass the official numbers on bigger hardware).
 
+Every case runs once per ``--precisions`` entry (fp32, and bf16 autocast of the forward pass as the
+trainer's ``--precision bf16``; on a CPU without bf16 units bf16 is emulated and slower: the row is a
+smoke run there, the numbers that matter come from GPUs).
+
 Prints per case: median and min wall seconds per step, CPU seconds per step (with --threads 1
 this is close to the wall time on an idle machine and much less sensitive to other load), peak
 resident memory, and the CPU time per (frame x track) relative to the first case. Example::
@@ -51,7 +55,7 @@ class _Repeat:
 
 
 def run_case(kind: str, online: bool, size: tuple[int, int], frames: int, tracks: int, steps: int,
-             device: torch.device, fast: bool = True) -> dict:
+             device: torch.device, fast: bool = True, precision: str = "fp32") -> dict:
     gen = SyntheticGenerator(SyntheticConfig(num_frames=frames, height=size[0], width=size[1], num_tracks=tracks,
                                              candidates_per_track=2))
     sample = None
@@ -64,7 +68,7 @@ def run_case(kind: str, online: bool, size: tuple[int, int], frames: int, tracks
     model.set_fast(fast)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainerConfig(output_dir=Path(tmp), num_steps=steps + 1, checkpoint_every=0, eval_every=0,
-                            log_every=0, tensorboard=False, optim=OptimConfig())
+                            log_every=0, tensorboard=False, optim=OptimConfig(), precision=precision)
         step = supervised_step(online, model.window_len, iters=4, query_sampling="first" if online else "random")
         trainer = Trainer(model, BatchStream(_Repeat(sample)), step, cfg, device=device)
         times, cpu = [], []
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-fast", action="store_true", help="use the model's reference kernels")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
+                   help="one row per precision of the forward pass (the trainer's --precision)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -107,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
             size, frames, tracks = (96, 128), 24, 64
         else:
             size, frames, tracks = (384, 512), a.official_frames, a.official_tracks
-        r = run_case(kind, online, size, frames, tracks, a.steps, device, fast=not a.no_fast)
-        per = r["cpu"] / (frames * tracks)
-        base = base or per
-        print(f"{case:18s} {r['params'] / 1e6:5.2f} M params  {size[0]}x{size[1]} T={frames:3d} N={tracks:4d}  "
-              f"wall median {r['median']:7.2f} s/step (min {r['min']:7.2f})  CPU {r['cpu']:7.2f} s/step  "
-              f"peak RSS {r['peak_rss_mib']:6.0f} MiB  CPU per frame*track x{per / base:.2f} vs first case",
-              flush=True)
+        for precision in a.precisions:
+            r = run_case(kind, online, size, frames, tracks, a.steps, device, fast=not a.no_fast,
+                         precision=precision)
+            per = r["cpu"] / (frames * tracks)
+            base = base or per
+            print(f"{case:18s} {precision:4s} {r['params'] / 1e6:5.2f} M params  {size[0]}x{size[1]} T={frames:3d} "
+                  f"N={tracks:4d}  wall median {r['median']:7.2f} s/step (min {r['min']:7.2f})  CPU {r['cpu']:7.2f} "
+                  f"s/step  peak RSS {r['peak_rss_mib']:6.0f} MiB  CPU per frame*track x{per / base:.2f} vs first row",
+                  flush=True)
     return 0
 
 

@@ -7,6 +7,10 @@ model on synthetic data:
     cotracker3 train --model small --crop-size 96 128 --seq-len 24 --traj-per-sample 64 \\
         --num-steps 2000 --output-dir runs/small
 
+3-D synthetic clips (ray-cast rooms with boxes and spheres, a hand-held camera, objects moving on
+their own: parallax and self-occlusion the layered clips lack): --data synthetic3d, or mix them in
+with --synthetic3d-ratio 0.5.
+
 Rerunning with the same --output-dir resumes from the newest checkpoint. Several GPUs (or CPU
 processes, gloo): ``torchrun --nproc-per-node 4 -m cotracker3_plugin train ...``.
 The final weights (output-dir/final.safetensors) load with ``cotracker3 track --model PATH``.

@@ -14,6 +14,7 @@ from typing import Literal
 
 from cotracker3_plugin.train.losses import LossConfig
 from cotracker3_plugin.train.synthetic import SyntheticConfig
+from cotracker3_plugin.train.synthetic3d import Synthetic3DConfig
 
 
 @dataclass
@@ -48,7 +49,9 @@ class TrainerConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and schedule."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Autocast precision on CUDA (auto = bf16, as the official runs); CPU always trains in fp32."""
+    """Autocast precision of the forward pass (losses are computed in fp32): auto = bf16 on CUDA GPUs that
+    support it (as the official runs), fp32 on CPU; bf16 also runs on CPU when asked (emulated unless the CPU
+    has bf16 units: for checks, not speed); fp16 needs CUDA (with a gradient scaler)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N (under torchrun each rank uses cuda:LOCAL_RANK)."""
     seed: int = 42
@@ -62,6 +65,10 @@ class TrainerConfig:
     stop_after: int | None = None
     """Stop (with a checkpoint) after this many steps of this invocation; rerun to continue.
     Useful for time-limited jobs; the continuation is identical to an uninterrupted run."""
+    stop_after_seconds: float | None = None
+    """Stop (with a checkpoint) at the first step boundary after this many seconds of training in this
+    invocation; rerun to continue. For jobs with a wall-clock limit (scripts/train_device.sh); the
+    continuation is the same as with --stop-after."""
     eval_every: int = 1000
     """Evaluate on held-out clips every this many steps (0 disables); also at the end."""
     log_every: int = 10
@@ -74,8 +81,14 @@ class TrainerConfig:
 class TrainConfig(TrainerConfig):
     """Supervised training on synthetic ground truth or the official Kubric MOVi-F set."""
 
-    data: Literal["synthetic", "kubric"] = "synthetic"
-    """Training data: synthetic clips made on the fly, or Kubric MOVi-F from --kubric-root."""
+    data: Literal["synthetic", "synthetic3d", "kubric"] = "synthetic"
+    """Training data: synthetic (layered 2-D clips made on the fly; mixed with 3-D ones by
+    --synthetic3d-ratio), synthetic3d (ray-cast 3-D rooms with boxes and spheres, a hand-held camera
+    and independently moving objects: parallax and self-occlusion), or kubric (MOVi-F from --kubric-root)."""
+    synthetic3d_ratio: float = 0.0
+    """With --data synthetic: the share of clips drawn from the 3-D generator instead of the layered
+    one (0: layered only; 1: the same as --data synthetic3d). Any share > 0 also adds held-out
+    3-D clips to the evaluation (columns prefixed synthetic3d_)."""
     kubric_root: Path | None = None
     """Kubric folder (sequence folders, or the dataset root above kubric/...). Its .npy files are
     pickles: only use data you trust."""
@@ -108,6 +121,9 @@ class TrainConfig(TrainerConfig):
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Look of synthetic clips (its frame count, size and track count follow seq_len, crop_size
     and traj_per_sample)."""
+    synthetic3d: Synthetic3DConfig = field(default_factory=Synthetic3DConfig)
+    """Look of 3-D synthetic clips (frame count, size and track count follow seq_len, crop_size and
+    traj_per_sample, as for --synthetic)."""
     eval_samples: int = 8
     """Held-out synthetic clips used by the periodic evaluation."""
     eval_iters: int = 4
@@ -140,6 +156,28 @@ class TrainConfig(TrainerConfig):
         T = self.resolved_seq_len
         return dataclasses.replace(
             self.synthetic,
+            num_frames=T,
+            min_frames=T // 2 if self.resolved_random_seq_len else 0,
+            height=self.crop_size[0],
+            width=self.crop_size[1],
+            num_tracks=self.resolved_traj_per_sample,
+            include_last_frame=self.resolved_query_sampling == "random",
+            **({"length": length} if length is not None else {}),
+        )
+
+
+    @property
+    def resolved_synthetic3d_ratio(self) -> float:
+        """Share of training clips from the 3-D generator (1 with --data synthetic3d)."""
+        if self.data == "synthetic3d":
+            return 1.0
+        return self.synthetic3d_ratio if self.data == "synthetic" else 0.0
+
+    def synthetic3d_config(self, *, length: int | None = None) -> Synthetic3DConfig:
+        """The 3-D generator's settings with clip shape taken from this config."""
+        T = self.resolved_seq_len
+        return dataclasses.replace(
+            self.synthetic3d,
             num_frames=T,
             min_frames=T // 2 if self.resolved_random_seq_len else 0,
             height=self.crop_size[0],

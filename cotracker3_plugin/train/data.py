@@ -78,6 +78,26 @@ class SampleSource(Protocol):
         ...
 
 
+class MixedSource:
+    """Draws every sample from one of several sources with fixed probabilities (e.g. layered and
+    3-D synthetic clips). The choice uses the sample's own seeded generator, so a position of the
+    batch stream always gives the same source and sample (resume and DDP stay exact)."""
+
+    def __init__(self, sources: list[SampleSource], weights: list[float]) -> None:
+        if len(sources) != len(weights) or not sources or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError("MixedSource needs one non-negative weight per source and a positive total")
+        self.sources = sources
+        self.p = np.asarray(weights, float) / float(sum(weights))
+
+    def __len__(self) -> int:
+        return max(len(s) for s in self.sources)
+
+    def sample(self, index: int, rng: np.random.Generator) -> TrackingSample | None:
+        k = int(rng.choice(len(self.sources), p=self.p))
+        src = self.sources[k]
+        return src.sample(index % len(src), rng)
+
+
 class BatchStream:
     """Endless, resumable batches of one rank's share of a sample source.
 

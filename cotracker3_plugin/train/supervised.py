@@ -16,11 +16,13 @@ import torch
 
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.train.config import TrainConfig, model_config
-from cotracker3_plugin.train.data import BatchStream
+from cotracker3_plugin.train.data import BatchStream, MixedSource
 from cotracker3_plugin.train.evaluation import HeldOutEvaluator
 from cotracker3_plugin.train.synthetic import SyntheticGenerator
+from cotracker3_plugin.train.synthetic3d import Synthetic3DGenerator
 from cotracker3_plugin.train.trainer import (
     DistInfo,
+    Evaluator,
     Trainer,
     TrainResult,
     init_distributed,
@@ -56,6 +58,12 @@ def validate(cfg: TrainConfig) -> None:
                         "(e.g. 384 512 for the official recipe, 96 128 on CPU).")
     if cfg.num_steps < 1:
         raise UserError("--num-steps must be at least 1.")
+    if not 0.0 <= cfg.synthetic3d_ratio <= 1.0:
+        raise UserError(f"--synthetic3d-ratio {cfg.synthetic3d_ratio}: give a share between 0 and 1 "
+                        "(e.g. 0.5 for half 3-D, half layered clips).")
+    if cfg.data != "synthetic" and cfg.synthetic3d_ratio > 0:
+        raise UserError(f"--synthetic3d-ratio mixes 3-D clips into --data synthetic; it has no meaning with "
+                        f"--data {cfg.data}. Drop it (--data synthetic3d alone trains on 3-D clips only).")
     if cfg.data == "kubric" and cfg.kubric_root is None:
         raise UserError("--data kubric needs --kubric-root PATH (the folder of Kubric MOVi-F sequences).")
     if cfg.online and cfg.resolved_seq_len <= 8:
@@ -89,7 +97,29 @@ def build_source(cfg: TrainConfig):
             include_last_frame=cfg.resolved_query_sampling == "random",
         )
         return KubricMovifDataset(Path(cfg.kubric_root), kcfg)  # type: ignore[arg-type]
-    return SyntheticGenerator(cfg.synthetic_config())
+    ratio = cfg.resolved_synthetic3d_ratio
+    if ratio >= 1.0:
+        return Synthetic3DGenerator(cfg.synthetic3d_config())
+    layered = SyntheticGenerator(cfg.synthetic_config())
+    if ratio <= 0.0:
+        return layered
+    return MixedSource([layered, Synthetic3DGenerator(cfg.synthetic3d_config())], [1.0 - ratio, ratio])
+
+
+def build_evaluator(cfg: TrainConfig, device: torch.device) -> Evaluator:
+    """Held-out synthetic clips: always the layered ones (comparable across runs), plus 3-D ones
+    (metrics prefixed ``synthetic3d_``) when the run trains on 3-D clips."""
+    held_out = SyntheticGenerator(dataclasses.replace(cfg.synthetic_config(), min_frames=0))
+    layered = HeldOutEvaluator.synthetic(held_out, cfg.eval_samples, iters=cfg.eval_iters, device=device)
+    if cfg.resolved_synthetic3d_ratio <= 0:
+        return layered
+    gen3d = Synthetic3DGenerator(dataclasses.replace(cfg.synthetic3d_config(), min_frames=0))
+    in3d = HeldOutEvaluator.synthetic(gen3d, cfg.eval_samples, iters=cfg.eval_iters, device=device)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        return {**layered(model), **{f"synthetic3d_{k}": v for k, v in in3d(model).items()}}
+
+    return evaluate
 
 
 def run_training(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
@@ -112,8 +142,7 @@ def run_training(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], No
                               query_sampling=cfg.resolved_query_sampling, loss_cfg=cfg.loss)
     evaluator = None
     if cfg.eval_every and cfg.eval_samples > 0 and info.is_main:
-        held_out = SyntheticGenerator(dataclasses.replace(cfg.synthetic_config(), min_frames=0))
-        evaluator = HeldOutEvaluator.synthetic(held_out, cfg.eval_samples, iters=cfg.eval_iters, device=device)
+        evaluator = build_evaluator(cfg, device)
     meta = {"model_config": model.config.to_dict(), "online": cfg.online}
     trainer = Trainer(model, stream, loss_fn, cfg, evaluator=evaluator, on_step=on_step,
                       checkpoint_meta=meta, device=device)

@@ -71,7 +71,7 @@ class TrainResult:
     resumed_from: int | None
     """Step of the checkpoint this invocation resumed from, or None."""
     stopped_early: bool
-    """True if stop_after (or an interrupt) ended the run before num_steps."""
+    """True if stop_after, stop_after_seconds (or an interrupt) ended the run before num_steps."""
     last_losses: dict[str, float] = field(default_factory=dict)
     losses: list[dict[str, float]] = field(default_factory=list)
     """Every step's losses of this invocation (rank-local)."""
@@ -188,6 +188,8 @@ class Trainer:
             self.optimizer, o.lr, total_steps=cfg.num_steps + o.schedule_extra_steps, pct_start=o.pct_start,
             cycle_momentum=False, anneal_strategy="cos")
         self.amp_dtype = self._amp_dtype()
+        log.info("training precision: %s on %s", {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            self.amp_dtype], self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ddp: nn.Module = self.model
         if self.dist.world_size > 1:
@@ -199,14 +201,25 @@ class Trainer:
     # -- precision --------------------------------------------------------------------------------
 
     def _amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the forward pass (None: fp32).
+
+        ``auto`` is bf16 on CUDA devices that support it (the official runs) and fp32 elsewhere: CPU
+        training stays reproducible and bit-exact on resume. An explicit ``bf16`` is honoured on CPU
+        too (torch's CPU autocast; emulated, so slow, unless the CPU has bf16 units): that is how the
+        bf16 step is checked against fp32 without a GPU. fp16 needs CUDA (its gradient scaler)."""
         p = self.cfg.precision
         if self.device.type != "cuda":
-            if p in ("bf16", "fp16"):
-                log.warning("--precision %s applies to CUDA only; training in fp32 on %s", p, self.device.type)
-            return None
-        return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[p]
+            if p == "fp16":
+                log.warning("--precision fp16 needs CUDA; training in fp32 on %s", self.device.type)
+                return None
+            return torch.bfloat16 if p == "bf16" else None
+        if p == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[p]
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass (the step functions compute the losses in fp32 after it);
+        no autocast region at all in fp32, so fp32 steps stay bit-identical to the official code."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -379,6 +392,15 @@ class Trainer:
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
 
+    def _out_of_time(self, deadline: float) -> bool:
+        """Past the wall-clock deadline? Rank 0's clock decides for all ranks (they must stop together)."""
+        late = time.perf_counter() >= deadline
+        if self.dist.world_size > 1:
+            flag = torch.tensor([float(late)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.broadcast(flag, src=0)
+            late = bool(flag.item())
+        return late
+
     def fit(self) -> TrainResult:
         """Train until ``num_steps`` (or ``stop_after`` steps of this call); resumes automatically."""
         cfg = self.cfg
@@ -404,8 +426,12 @@ class Trainer:
         limit = cfg.num_steps if cfg.stop_after is None else min(cfg.num_steps, self.step + cfg.stop_after)
         last_saved = self.step
         t0 = time.perf_counter()
+        deadline = None if cfg.stop_after_seconds is None else t0 + cfg.stop_after_seconds
         try:
             while self.step < limit:
+                if deadline is not None and self._out_of_time(deadline):
+                    log.info("stop_after_seconds reached at step %d; rerun to continue", self.step)
+                    break
                 losses = self._one_step()
                 losses["seconds"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
