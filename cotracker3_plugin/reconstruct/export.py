@@ -18,7 +18,7 @@ from cotracker3_plugin._atomic import atomic_path
 from cotracker3_plugin.reconstruct.scene import Scene
 from cotracker3_plugin.tracks import Tracks
 
-__all__ = ["default_image_names", "scene_to_pycolmap", "write_colmap_model", "write_ply"]
+__all__ = ["default_image_names", "scene_to_pycolmap", "write_colmap_model", "write_ply", "write_points_ply"]
 
 
 def default_image_names(num_frames: int) -> list[str]:
@@ -130,9 +130,23 @@ def write_colmap_model(scene: Scene, folder: str | os.PathLike[str], binary: boo
 
 def write_ply(scene: Scene, path: str | os.PathLike[str]) -> Path:
     """Write the scene's points as a binary little-endian PLY (float xyz, uchar rgb)."""
+    return write_points_ply(scene.points, scene.colors, path)
+
+
+def write_points_ply(points: np.ndarray, colors: np.ndarray, path: str | os.PathLike[str], *,
+                     transform: np.ndarray | None = None) -> Path:
+    """Write (P, 3) points with (P, 3) uint8 colours as a binary little-endian PLY, atomically.
+
+    ``transform`` ((3, 4) or (4, 4)) maps the points first: nerfstudio reads the PLY named by
+    ``ply_file_path`` in the world of its ``transforms.json``, which is the reconstruction's
+    world after ``applied_transform``. Non-finite points are left out.
+    """
     path = Path(path)
-    pts = np.asarray(scene.points, dtype=np.float64).reshape(-1, 3)
-    cols = np.asarray(scene.colors, dtype=np.uint8).reshape(-1, 3)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if transform is not None:
+        m = np.asarray(transform, dtype=np.float64)
+        pts = pts @ m[:3, :3].T + m[:3, 3]
+    cols = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
     keep = np.all(np.isfinite(pts), axis=1)
     pts, cols = pts[keep], cols[keep]
     header = (

@@ -6,6 +6,10 @@ system per track. Observations that reproject further than ``max_error`` px (or 
 behind the camera) are dropped and the point is solved again, so a track that slid off
 its surface for a few frames still gives a point. Points seen under too small an angle
 (depth undetermined) or by too few frames are dropped.
+
+The ray intersection minimises distances in space, which favours near cameras once the
+observations are noisy; ``refine_iters`` Gauss-Newton steps then minimise the reprojection
+error itself (in undistorted normalised coordinates, so the lens model is applied once).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class TriangulatedPoints:
     """(P,) number of inlier observations."""
     inlier_obs: np.ndarray
     """(T, P) bool: observations used for each point."""
+    angles: np.ndarray | None = None
+    """(P,) approximate largest angle (degrees) between the inlier rays of each point."""
 
 
 def _normalised_coords(xy: np.ndarray, usable: np.ndarray, cameras: Sequence, camera_index: np.ndarray
@@ -66,6 +72,33 @@ def _solve(centres: np.ndarray, dirs: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.linalg.solve(A, b[..., None])[..., 0]
 
 
+def _gauss_newton(X: np.ndarray, nrm: np.ndarray, w: np.ndarray, cfw: np.ndarray, iters: int
+                  ) -> np.ndarray:
+    """``iters`` Gauss-Newton steps on the squared normalised reprojection residuals.
+
+    X (M, 3) world points, nrm (T, M, 2) undistorted normalised observations, w (T, M)
+    weights (0: unused), cfw (T, 4, 4) camera-from-world. Observations behind the camera
+    are left out of a step (their Jacobian is meaningless there).
+    """
+    R, t = cfw[:, :3, :3], cfw[:, :3, 3]
+    n = np.nan_to_num(nrm)
+    T, M = w.shape
+    for _ in range(iters):
+        pc = np.matmul(X[None], R.transpose(0, 2, 1)) + t[:, None]  # (T, M, 3)
+        ww = np.where(pc[..., 2] > 1e-9, w, 0.0)
+        z = np.where(ww > 0, pc[..., 2], 1.0)
+        u = pc[..., :2] / z[..., None]
+        r = (u - n) * ww[..., None]  # (T, M, 2)
+        # d(x/z, y/z)/dX = (R[:2] - u R[2]) / z, rows weighted like the residuals.
+        J = (R[:, None, :2, :] - u[..., :, None] * R[:, None, 2:3, :]) * (ww / z)[..., None, None]
+        Jm = J.transpose(1, 0, 2, 3).reshape(M, 2 * T, 3)  # batched matmul: BLAS, not einsum
+        H = np.matmul(Jm.transpose(0, 2, 1), Jm) + 1e-12 * np.eye(3)
+        g = np.matmul(Jm.transpose(0, 2, 1), r.transpose(1, 0, 2).reshape(M, 2 * T, 1))
+        step = np.linalg.solve(H, -g)[..., 0]
+        X = X + np.where(np.isfinite(step), step, 0.0)
+    return X
+
+
 def _max_ray_angle_deg(X: np.ndarray, centres: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Approximate largest angle between the inlier rays of each point (two-sweep diameter)."""
     u = X[None] - centres[:, None]  # (T, M, 3)
@@ -83,13 +116,14 @@ def _max_ray_angle_deg(X: np.ndarray, centres: np.ndarray, w: np.ndarray) -> np.
 def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarray,
                        registered: np.ndarray, cameras: Sequence, camera_index: np.ndarray, *,
                        max_error: float = 3.0, min_angle_deg: float = 1.5, min_views: int = 2,
-                       rounds: int = 2, chunk: int = 4096) -> TriangulatedPoints:
+                       rounds: int = 2, chunk: int = 4096, refine_iters: int = 0) -> TriangulatedPoints:
     """Triangulate every track (columns of ``xy`` (T, N, 2)) from the registered frames.
 
     ``cameras`` are pycolmap cameras (their ``cam_from_img``/``img_from_cam`` handle
     distortion), ``camera_index`` (T,) picks one per frame, ``world_from_cam`` (T, 4, 4)
     are OpenCV camera-to-world poses. ``rounds`` re-solves drop observations far above
     the track's median residual, a final one keeps those below ``max_error``.
+    ``refine_iters`` Gauss-Newton steps on the reprojection error follow every solve.
     """
     T, N = usable.shape
     use = usable & np.asarray(registered, dtype=bool)[:, None]
@@ -101,7 +135,7 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
     cfw[reg] = np.linalg.inv(wfc[reg])
     keep_cols = np.flatnonzero(use.sum(0) >= min_views)
 
-    pts_all, ids_all, err_all, nv_all, inl_all = [], [], [], [], []
+    pts_all, ids_all, err_all, nv_all, inl_all, ang_all = [], [], [], [], [], []
     for s in range(0, len(keep_cols), chunk):
         cols = keep_cols[s:s + chunk]
         u = use[:, cols]
@@ -112,6 +146,8 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
         w = u.astype(np.float64)
         for r in range(max(1, rounds) + 1):
             X = _solve(centres, dirs, w)
+            if refine_iters > 0:
+                X = _gauss_newton(X, nrm, w, cfw, refine_iters)
             pc = np.einsum("tij,mj->tmi", cfw[:, :3, :3], X) + cfw[:, None, :3, 3]
             px = _project(cameras, camera_index, pc)
             err = np.linalg.norm(px - xy[:, cols], axis=-1)
@@ -135,9 +171,10 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
         err_all.append(err_mean[ok])
         nv_all.append(nv[ok])
         inl_all.append(good[:, ok])
+        ang_all.append(angle[ok])
     if not pts_all:
         return TriangulatedPoints(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0),
-                                  np.zeros(0, np.int64), np.zeros((T, 0), bool))
+                                  np.zeros(0, np.int64), np.zeros((T, 0), bool), np.zeros(0))
     return TriangulatedPoints(np.concatenate(pts_all), np.concatenate(ids_all).astype(np.int64),
                               np.concatenate(err_all), np.concatenate(nv_all),
-                              np.concatenate(inl_all, axis=1))
+                              np.concatenate(inl_all, axis=1), np.concatenate(ang_all))
