@@ -16,8 +16,9 @@ import argparse
 import time
 
 import numpy as np
+from cotracker3_viser.server import headless_viewer
 from cotracker3_viser.synthetic import make_synthetic
-from cotracker3_viser.viewer import ViewerConfig, headless_viewer
+from cotracker3_viser.viewer import ViewerConfig
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

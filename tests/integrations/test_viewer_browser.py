@@ -71,8 +71,9 @@ def test_viewer_in_chromium(browser, tmp_path):
     import socket
 
     from cotracker3_viser.export import export_recording
+    from cotracker3_viser.server import show
     from cotracker3_viser.synthetic import make_synthetic
-    from cotracker3_viser.viewer import ViewerConfig, show
+    from cotracker3_viser.viewer import ViewerConfig
 
     clip, tracks, scene = make_synthetic(num_points=400, num_frames=24, size=(120, 160))
     with socket.socket() as s:

@@ -5,6 +5,7 @@
 """
 
 from cotracker3_viser.loading import LoadedOutput, load_output
-from cotracker3_viser.viewer import TrackViewer, ViewerConfig, ViewerHandle, show
+from cotracker3_viser.server import ViewerHandle, show
+from cotracker3_viser.viewer import TrackViewer, ViewerConfig
 
 __all__ = ["LoadedOutput", "TrackViewer", "ViewerConfig", "ViewerHandle", "load_output", "show"]

@@ -47,6 +47,8 @@ class Config:
     """A point counts as visible where its confidence exceeds this."""
     max_trails: int = 5000
     """At most this many tracks get 3D trails."""
+    max_dense_points: int = 300_000
+    """At most this many points of a dense cloud (dense_pc.ply or points.ply in the folder) are shown; a random subset above it keeps the browser fluid."""
     verbose: bool = False
     """Show debug logs and full tracebacks."""
 
@@ -54,7 +56,8 @@ class Config:
 def run(cfg: Config) -> int:
     from cotracker3_viser.export import export_recording, render_video
     from cotracker3_viser.loading import load_output
-    from cotracker3_viser.viewer import ViewerConfig, headless_viewer, show
+    from cotracker3_viser.server import headless_viewer, show
+    from cotracker3_viser.viewer import ViewerConfig
 
     if cfg.render is not None and cfg.render.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise UserError(f"--render {cfg.render}: give a video file name ending in .mp4.")
@@ -64,21 +67,23 @@ def run(cfg: Config) -> int:
     loaded = load_output(cfg.output_dir, cfg.video, max_side=None if cfg.render else cfg.max_side)
     clip, tracks, scene = loaded.clip, loaded.tracks, loaded.scene
     print(f"Loaded {tracks.num_points} tracks over {clip.num_frames} frames ({clip.width}x{clip.height})"
-          + (f", {len(scene.points)} 3D points and {scene.num_registered} cameras" if scene else ", no scene"))
+          + (f", {len(scene.points)} 3D points and {scene.num_registered} cameras" if scene else ", no scene")
+          + (f", {len(loaded.dense_points)} dense points" if loaded.dense_points is not None else ""))
     vcfg = ViewerConfig(trail_length=cfg.trail_length, visibility_threshold=cfg.visibility_threshold,
-                        max_trails=cfg.max_trails)
+                        max_trails=cfg.max_trails, max_dense_points=cfg.max_dense_points)
+    dense = {"dense_points": loaded.dense_points, "dense_colors": loaded.dense_colors}
     if cfg.render is not None:
         render_video(clip, tracks, cfg.render, trail=cfg.trail_length,
                      visibility_threshold=cfg.visibility_threshold)
         print(f"Wrote {cfg.render}")
     if cfg.export is not None:
-        with headless_viewer(clip, tracks, scene, vcfg) as viewer:
+        with headless_viewer(clip, tracks, scene, vcfg, **dense) as viewer:
             export_recording(viewer, cfg.export)
         print(f"Wrote {cfg.export} (open it in a browser; no server needed)"
               if cfg.export.suffix.lower() == ".html" else f"Wrote {cfg.export}")
     if (cfg.render is not None or cfg.export is not None) and not cfg.serve:
         return 0
-    handle = show(clip, tracks, scene, host=cfg.host, port=cfg.port, block=False, config=vcfg)
+    handle = show(clip, tracks, scene, host=cfg.host, port=cfg.port, block=False, config=vcfg, **dense)
     if handle.port != cfg.port:
         print(f"Port {cfg.port} is taken; using {handle.port}.")
     print(f"\nViewer running at {handle.url}  (open it in a browser; Ctrl-C to stop)")

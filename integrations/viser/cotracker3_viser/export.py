@@ -9,6 +9,9 @@
   Scene the frame is on an image plane, so the tracks still show.
 * ``.mp4``: the 2D overlay of every frame, drawn by
   :func:`cotracker3_plugin.io.write_overlay` (the same picture as ``cotracker3 track``).
+
+A recording is made from a :class:`~cotracker3_viser.viewer.TrackViewer` (this module depends on
+the viewer; the viewer does not know about recordings).
 """
 
 from __future__ import annotations
@@ -20,11 +23,26 @@ from cotracker3_plugin._atomic import atomic_path
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.io.clip import Clip
 from cotracker3_plugin.tracks import VISIBILITY_THRESHOLD, Tracks
+from cotracker3_viser import _compat
 from cotracker3_viser.viewer import TrackViewer
 
 log = logging.getLogger(__name__)
 
 RECORDING_SUFFIXES = (".viser", ".html")
+
+
+def record(viewer: TrackViewer, frames: range | None = None, fps: float | None = None):
+    """A viser serializer holding one pass of ``viewer`` over ``frames`` (scene nodes only, no GUI)."""
+    serializer = _compat.scene_serializer(viewer.server)
+    if serializer is None:
+        raise UserError(f"viser {_compat.VERSION_STRING} cannot record scenes. Upgrade viser "
+                        "(pip install -c constraints.txt 'viser>=1.0') or use --render instead.")
+    rate = float(fps or viewer.fps.value or 30.0)
+    frames = range(viewer.num_frames) if frames is None else frames
+    for t in frames:
+        viewer.render(int(t))
+        serializer.insert_sleep(1.0 / rate)
+    return serializer
 
 
 def export_recording(viewer: TrackViewer, path: str | Path, *, fps: float | None = None,
@@ -34,7 +52,7 @@ def export_recording(viewer: TrackViewer, path: str | Path, *, fps: float | None
     suffix = path.suffix.lower()
     if suffix not in RECORDING_SUFFIXES:
         raise UserError(f"Cannot export a recording to {path}: the name must end in .viser or .html.")
-    serializer = viewer.record(frames, fps)
+    serializer = record(viewer, frames, fps)
     if suffix == ".html":
         if not hasattr(serializer, "as_html"):
             raise UserError("This viser version cannot write a self-contained .html (needs viser >= 1.0). "

@@ -7,6 +7,10 @@ taken from the output folder, then from the working directory). ``--video``
 overrides both. Decoding options recorded next to the video (``stride``,
 ``max_frames``, ``start_time``, ``end_time``) are applied, so the frames line up
 with the tracks.
+
+A dense point cloud is loaded too when the folder has one (:data:`DENSE_NAMES`, the first found):
+a PLY in the reconstruction's world, or, when ``transforms.json`` names it as ``ply_file_path``,
+in the nerfstudio world of that file, brought back with the inverse of its ``applied_transform``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from cotracker3_plugin.tracks import Tracks
 log = logging.getLogger(__name__)
 
 SUMMARY_NAMES = ("summary.json", "report.json")
+#: Dense point clouds, in order of preference.
+DENSE_NAMES = ("dense_pc.ply", "points.ply")
 _DECODE_KEYS = ("stride", "max_frames", "start_time", "end_time")
 
 
@@ -39,6 +45,10 @@ class LoadedOutput:
     tracks: Tracks
     scene: Scene | None
     folder: Path
+    dense_points: np.ndarray | None = None
+    """(P, 3) dense points in the scene's world, if the folder has a dense cloud."""
+    dense_colors: np.ndarray | None = None
+    """(P, 3) uint8 colours of ``dense_points``."""
 
 
 def read_summary(folder: Path) -> dict[str, Any]:
@@ -74,6 +84,39 @@ def _video_from_summary(folder: Path, summary: dict[str, Any]) -> Path | None:
         if cand.exists():
             return cand
     return None
+
+
+def _applied_transform(folder: Path, ply: Path) -> np.ndarray | None:
+    """The (3, 4) ``applied_transform`` of ``transforms.json`` if that file names ``ply`` as its point cloud."""
+    tj = folder / "transforms.json"
+    if not tj.is_file():
+        return None
+    try:
+        meta = json.loads(tj.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("ply_file_path") != ply.name or "applied_transform" not in meta:
+        return None
+    return np.asarray(meta["applied_transform"], dtype=np.float64)[:3, :4]
+
+
+def load_dense_cloud(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(points (P, 3), colors (P, 3) uint8) of the first of :data:`DENSE_NAMES` in ``folder``, or None."""
+    folder = Path(folder)
+    ply = next((folder / n for n in DENSE_NAMES if (folder / n).is_file()), None)
+    if ply is None:
+        return None
+    import open3d as o3d  # slow to import: only when there is a cloud to read
+
+    pcd = o3d.io.read_point_cloud(str(ply))
+    pts = np.asarray(pcd.points, dtype=np.float64)
+    cols = (np.rint(np.asarray(pcd.colors) * 255).astype(np.uint8) if pcd.has_colors()
+            else np.full((len(pts), 3), 180, np.uint8))
+    m = _applied_transform(folder, ply)
+    if m is not None:  # nerfstudio world -> the reconstruction's world
+        pts = (pts - m[:, 3]) @ np.linalg.inv(m[:, :3]).T
+    log.info("dense cloud: %d points from %s", len(pts), ply)
+    return pts, cols
 
 
 def load_frames(path: str | Path, *, max_side: int | None = None, **opts: Any) -> Clip:
@@ -137,4 +180,5 @@ def load_output(folder: str | Path, video: str | Path | None = None, *, max_side
         source = found
     clip = load_frames(source, max_side=max_side, **opts)
     clip, tracks, scene = _align(clip, tracks, scene, source)
-    return LoadedOutput(clip, tracks, scene, folder)
+    dense = load_dense_cloud(folder) if scene is not None else None
+    return LoadedOutput(clip, tracks, scene, folder, *(dense or (None, None)))

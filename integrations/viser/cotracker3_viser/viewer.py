@@ -12,10 +12,16 @@ What is drawn
   camera frustum (or on an image plane when there is no Scene);
 * the Scene's coloured point cloud and one frustum per registered frame with a
   thumbnail of that frame;
+* an optional dense point cloud (``dense_points``, e.g. ``dense_pc.ply`` of
+  :mod:`cotracker3_plugin.reconstruct.densify`), randomly thinned to
+  ``ViewerConfig.max_dense_points`` so that the browser stays fluid;
 * 3D trails as one batched line-segments node: for each track with a triangulated
   point, its 2D positions over the last frames are back-projected at the depth the
   point has in each frame's camera. A static, well tracked point collapses to a dot;
   moving objects and drifting tracks draw a trail.
+
+Serving (:func:`~cotracker3_viser.server.show`) and recording (:mod:`~cotracker3_viser.export`)
+build on this module; it imports neither.
 """
 
 from __future__ import annotations
@@ -24,9 +30,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -78,6 +82,8 @@ class ViewerConfig:
     """JPEG quality of the images sent to the browser (fixed)."""
     fps: float | None = None
     """Playback speed in frames per second; None: the clip's fps."""
+    max_dense_points: int = 300_000
+    """At most this many points of a dense cloud are sent to the browser (a random subset above; fixed)."""
 
 
 def _even_indices(candidates: np.ndarray, k: int) -> np.ndarray:
@@ -91,6 +97,26 @@ def _resize_width(img: np.ndarray, width: int) -> np.ndarray:
     if w <= width:
         return img
     return cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+
+
+def thin_dense(points: np.ndarray | None, colors: np.ndarray | None, budget: int, seed: int = 0
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Finite ``points`` (P, 3) as float32 with uint8 ``colors`` (grey if None), at most ``budget`` of them.
+
+    A seeded random subset above the budget: every region keeps its share of points, and the
+    same cloud always shows the same subset.
+    """
+    if points is None:
+        return None, None
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    cols = (np.full((len(pts), 3), 180, np.uint8) if colors is None
+            else np.asarray(colors, dtype=np.uint8).reshape(-1, 3))
+    if len(cols) != len(pts):
+        raise UserError(f"dense_colors has {len(cols)} rows for {len(pts)} dense points.")
+    keep = np.flatnonzero(np.isfinite(pts).all(axis=1))
+    if len(keep) > budget:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, size=int(budget), replace=False))
+    return pts[keep], cols[keep]
 
 
 def check_inputs(clip: Clip, tracks: Tracks, scene: Scene | None) -> None:
@@ -116,10 +142,15 @@ class TrackViewer:
     """Builds the viser scene and GUI for one clip and keeps them in sync with the frame slider."""
 
     def __init__(self, server: viser.ViserServer, clip: Clip, tracks: Tracks,
-                 scene: Scene | None = None, config: ViewerConfig | None = None) -> None:
+                 scene: Scene | None = None, config: ViewerConfig | None = None, *,
+                 dense_points: np.ndarray | None = None, dense_colors: np.ndarray | None = None) -> None:
         check_inputs(clip, tracks, scene)
         self.server, self.clip, self.tracks, self.scene = server, clip, tracks, scene
         self.cfg = config or ViewerConfig()
+        self.dense_points, self.dense_colors = thin_dense(dense_points, dense_colors, self.cfg.max_dense_points)
+        if self.dense_points is not None and scene is None:
+            log.warning("a dense point cloud needs the Scene it was made with (its world); not shown")
+            self.dense_points = self.dense_colors = None
         self.num_frames = clip.num_frames
         self.drawer = OverlayDrawer(tracks)
         self.track_score = tracks.confidence.mean(0) if tracks.num_frames else np.zeros(0)
@@ -208,6 +239,8 @@ class TrackViewer:
         with gui.add_folder("Layers"):
             has_scene = self.scene is not None
             self.show_points = gui.add_checkbox("3D points", initial_value=True, visible=has_scene)
+            self.show_dense = gui.add_checkbox("Dense points", initial_value=True,
+                                               visible=self.dense_points is not None)
             self.show_cameras = gui.add_checkbox("Cameras", initial_value=True, visible=has_scene)
             self.show_current = gui.add_checkbox("Current camera", initial_value=True, visible=has_scene)
             self.show_trails3d = gui.add_checkbox("3D trails", initial_value=True, visible=has_scene)
@@ -226,13 +259,14 @@ class TrackViewer:
         self.min_conf.on_update(lambda _: self._on_point_style())
         self.point_size.on_update(lambda _: self._on_point_style())
         self.show_points.on_update(lambda _: self._set_visible(self.points_node, self.show_points.value))
+        self.show_dense.on_update(lambda _: self._set_visible(self.dense_node, self.show_dense.value))
         self.show_cameras.on_update(lambda _: self._set_visible(self.cameras_root, self.show_cameras.value))
         self.track_id.on_update(lambda _: self._on_track_id())
 
     # ------------------------------------------------------------ static nodes
     def _build_static_nodes(self) -> None:
         scene_api = self.server.scene
-        self.points_node = self.cameras_root = self.current_node = None
+        self.points_node = self.cameras_root = self.current_node = self.dense_node = None
         self.trails_node = self.selected_node = self.plane_node = None
         if self.scene is None:
             self.up = (0.0, 1.0, 0.0)
@@ -244,6 +278,7 @@ class TrackViewer:
             self.up = tuple(float(v) for v in up / np.linalg.norm(up))
             scene_api.set_up_direction(self.up)
         self._add_points()
+        self._add_dense()
         self.cameras_root = scene_api.add_frame("/cameras", show_axes=False)
         h, w = self.clip.frame_size
         chosen = _even_indices(np.flatnonzero(self.registered), self.cfg.max_frustums)
@@ -276,6 +311,15 @@ class TrackViewer:
             point_size=float(self.point_size.value), point_shape="rounded", precision="float32",
             point_shading="flat", visible=bool(self.show_points.value) and bool(keep.any()))
 
+    def _add_dense(self) -> None:
+        if self.dense_points is None or len(self.dense_points) == 0:
+            return
+        # Half the size of the sparse points: the dense cloud is several times denser.
+        self.dense_node = _compat.call(
+            self.server.scene.add_point_cloud, "/dense_points", points=self.dense_points,
+            colors=self.dense_colors, point_size=0.5 * float(self.point_size.value), point_shape="square",
+            precision="float32", point_shading="flat", visible=bool(self.show_dense.value))
+
     # ------------------------------------------------------------- callbacks
     def _set_visible(self, node, visible: bool) -> None:
         if node is not None:
@@ -290,6 +334,7 @@ class TrackViewer:
         with self._lock:
             if self.scene is not None:
                 self._add_points()
+                self._add_dense()
         self.refresh()
 
     def _on_track_id(self) -> None:
@@ -387,6 +432,11 @@ class TrackViewer:
                 self.frame_slider.value = t  # viser 1.x calls our slider callback right here
             if t != self.frame:
                 self._render(t)
+
+    def render(self, t: int) -> None:
+        """Draw frame ``t`` now, even if it is the one shown (recordings capture every frame)."""
+        with self._lock:
+            self._render(int(np.clip(t, 0, self.num_frames - 1)))
 
     def refresh(self) -> None:
         """Redraw the current frame after a display setting changed."""
@@ -566,118 +616,3 @@ class TrackViewer:
             time.sleep(max(0.0, next_time - time.monotonic()))
             if time.monotonic() - next_time > 1.0:  # fell far behind: do not try to catch up
                 next_time = time.monotonic()
-
-    # ---------------------------------------------------------------- export
-    def record(self, frames: range | None = None, fps: float | None = None):
-        """A serializer holding one pass over ``frames`` (scene nodes only, no GUI)."""
-        serializer = _compat.scene_serializer(self.server)
-        if serializer is None:
-            raise UserError(f"viser {_compat.VERSION_STRING} cannot record scenes. Upgrade viser "
-                            "(pip install -c constraints.txt 'viser>=1.0') or use --render instead.")
-        rate = float(fps or self.fps.value or 30.0)
-        frames = range(self.num_frames) if frames is None else frames
-        with self._lock:
-            for t in frames:
-                self._render(int(t))
-                serializer.insert_sleep(1.0 / rate)
-        return serializer
-
-
-def _url_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-@dataclass
-class ViewerHandle:
-    """A running viewer: its server, the :class:`TrackViewer`, and the URL to open."""
-
-    server: viser.ViserServer
-    viewer: TrackViewer
-    url: str
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.get_port())
-
-    def set_frame(self, t: int) -> None:
-        self.viewer.set_frame(t)
-
-    def select_track(self, track: int) -> None:
-        self.viewer.select_track(track)
-
-    def export(self, path: str | Path, fps: float | None = None) -> Path:
-        """Write a ``.viser`` recording or a self-contained ``.html`` that plays without Python."""
-        from cotracker3_viser.export import export_recording
-
-        return export_recording(self.viewer, path, fps=fps)
-
-    def wait(self) -> None:
-        """Block until Ctrl-C, then stop the server."""
-        try:
-            while not self._stopped:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.viewer.stop()
-            self.server.stop()
-
-    def __enter__(self) -> ViewerHandle:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def start_server(host: str = "127.0.0.1", port: int = 8080) -> viser.ViserServer:
-    """A quiet viser server (it tries the next ports if ``port`` is taken)."""
-    try:
-        return viser.ViserServer(host=host, port=port, verbose=False)
-    except OSError as e:
-        raise UserError(f"Cannot start the viewer on {host}:{port} ({e}). Pass another --host "
-                        "or --port.") from e
-
-
-def show(clip: Clip, tracks: Tracks, scene: Scene | None = None, *, host: str = "127.0.0.1",
-         port: int = 8080, block: bool = True, config: ViewerConfig | None = None) -> ViewerHandle:
-    """Open ``clip`` with its ``tracks`` (and ``scene``) in a viser web viewer.
-
-    Returns a :class:`ViewerHandle` at once when ``block`` is False; otherwise serves
-    until Ctrl-C. The URL is in ``handle.url`` (the server moves to the next free
-    port when ``port`` is taken). Everything is served from the viser wheel: the page
-    makes no request outside the server.
-    """
-    check_inputs(clip, tracks, scene)
-    server = start_server(host, port)
-    try:
-        viewer = TrackViewer(server, clip, tracks, scene, config)
-    except BaseException:
-        server.stop()
-        raise
-    handle = ViewerHandle(server, viewer, f"http://{_url_host(host)}:{server.get_port()}")
-    log.info("viewer running at %s", handle.url)
-    if block:
-        handle.wait()
-    return handle
-
-
-@contextlib.contextmanager
-def headless_viewer(clip: Clip, tracks: Tracks, scene: Scene | None = None,
-                    config: ViewerConfig | None = None) -> Iterator[TrackViewer]:
-    """A viewer on a free localhost port, stopped on exit (for export, benchmarks and tests)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
-    handle = show(clip, tracks, scene, host="127.0.0.1", port=free, block=False, config=config)
-    try:
-        yield handle.viewer
-    finally:
-        handle.stop()
