@@ -51,6 +51,9 @@ class Tracks:
     """(height, width) of the frames the tracks are expressed in."""
     meta: dict[str, str] = field(default_factory=dict)
     """Free-form provenance (model name, mode, ...); saved as strings."""
+    dynamic: np.ndarray | None = None
+    """(N,) bool: the track follows a moving subject (set by reconstruction's motion segmentation;
+    None: not known)."""
 
     def __post_init__(self) -> None:
         self.xy = np.asarray(self.xy, dtype=np.float32)
@@ -68,6 +71,10 @@ class Tracks:
             )
         if self.queries.shape[0] != n:
             raise ValueError(f"queries must be ({n}, 3), got {self.queries.shape}")
+        if self.dynamic is not None:
+            self.dynamic = np.asarray(self.dynamic, dtype=bool).reshape(-1)
+            if len(self.dynamic) != n:
+                raise ValueError(f"dynamic must be ({n},), got {self.dynamic.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -99,21 +106,28 @@ class Tracks:
             queries=queries,
             frame_size=self.frame_size,
             meta=dict(self.meta),
+            dynamic=None if self.dynamic is None else self.dynamic[pts],
         )
 
     def concatenate(self, other: Tracks) -> Tracks:
-        """These tracks followed by ``other``'s (same frames and frame size); ``self``'s meta."""
+        """These tracks followed by ``other``'s (same frames and frame size); ``self``'s meta.
+
+        ``dynamic`` is kept when either side has it (False where unknown)."""
         if other.num_frames != self.num_frames or other.frame_size != self.frame_size:
             raise ValueError(f"cannot join tracks over {other.num_frames} frames of {other.frame_size} to "
                              f"tracks over {self.num_frames} frames of {self.frame_size}")
+        dynamic = None
+        if self.dynamic is not None or other.dynamic is not None:
+            dynamic = np.concatenate([np.zeros(n, bool) if d is None else d
+                                      for d, n in ((self.dynamic, self.num_points), (other.dynamic, other.num_points))])
         return Tracks(np.concatenate([self.xy, other.xy], 1), np.concatenate([self.visible, other.visible], 1),
                       np.concatenate([self.confidence, other.confidence], 1),
-                      np.concatenate([self.queries, other.queries]), self.frame_size, dict(self.meta))
+                      np.concatenate([self.queries, other.queries]), self.frame_size, dict(self.meta), dynamic)
 
     def with_threshold(self, threshold: float) -> Tracks:
         """The same tracks with ``visible = confidence > threshold``."""
         return Tracks(self.xy, self.confidence > threshold, self.confidence, self.queries,
-                      self.frame_size, dict(self.meta))
+                      self.frame_size, dict(self.meta), self.dynamic)
 
     def inside_frame(self, margin: float = 0.0) -> np.ndarray:
         """(T, N) bool: the point lies at least ``margin`` px inside the frame."""
@@ -139,6 +153,7 @@ class Tracks:
             frame_size=np.asarray(self.frame_size, dtype=np.int64),
             meta_keys=np.asarray(list(self.meta.keys()), dtype=str),
             meta_values=np.asarray([str(v) for v in self.meta.values()], dtype=str),
+            **({} if self.dynamic is None else {"dynamic": self.dynamic}),
         )
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
@@ -162,6 +177,7 @@ class Tracks:
                 return cls(
                     xy=z["xy"], visible=z["visible"], confidence=z["confidence"],
                     queries=z["queries"], frame_size=tuple(z["frame_size"].tolist()), meta=meta,
+                    dynamic=z["dynamic"] if "dynamic" in z.files else None,
                 )
         except (KeyError, ValueError, OSError) as e:
             raise UserError(f"{path} is not a tracks file written by cotracker3-plugin ({e}).") from e

@@ -6,10 +6,9 @@ keypoints, and any two frames that see it share a match. Frames are paired withi
 sliding window and across it (offsets doubling from the window size), so that the
 mapper finds wide-baseline pairs to start from.
 
-Tracks on independently moving objects break epipolar geometry. Each pair gets a
-fundamental matrix by RANSAC (OpenCV), and every track collects, over the pairs it is
-in, how often its Sampson distance exceeded the threshold; tracks that are outliers in
-most of their pairs are dropped everywhere.
+Each pair gets a fundamental matrix by RANSAC (OpenCV); :mod:`.motion` uses them to find
+the tracks on moving subjects, the mapper as verified two-view geometry. The mapper gets a
+subset of the static tracks, spread over the image (:func:`select_sfm_tracks`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PairGeometry", "frame_pairs", "moving_track_filter", "parallax_share", "usable_observations"]
+__all__ = ["PairGeometry", "estimate_pair", "frame_pairs", "parallax_share", "select_frames", "select_sfm_tracks",
+           "usable_observations"]
 
 
 def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: float | None = None,
@@ -123,38 +123,6 @@ def estimate_pair(xy: np.ndarray, usable: np.ndarray, i: int, j: int, threshold:
     return PairGeometry(i, j, F, common, inl)
 
 
-def moving_track_filter(tracks: Tracks, usable: np.ndarray, pairs: list[tuple[int, int]], *,
-                        threshold: float = 2.0, max_outlier_ratio: float = 0.5,
-                        min_pairs: int = 2, seed: int = 0
-                        ) -> tuple[np.ndarray, list[PairGeometry]]:
-    """Tracks consistent with the camera motion, and the per-pair geometries.
-
-    Returns ``(static, geometries)``: ``static`` (N,) bool is False for tracks that were
-    epipolar outliers (Sampson distance > ``threshold`` px) in more than
-    ``max_outlier_ratio`` of the (at least ``min_pairs``) pairs that saw them. Pairs
-    whose frames barely moved (median flow below 2 thresholds) give no evidence: F is
-    unstable there and a moving object may look static.
-    """
-    n = tracks.num_points
-    tested = np.zeros(n, dtype=np.int64)
-    outlier = np.zeros(n, dtype=np.int64)
-    geoms: list[PairGeometry] = []
-    for i, j in pairs:
-        g = estimate_pair(tracks.xy, usable, i, j, threshold, seed=seed)
-        geoms.append(g)
-        if g.F is None or len(g.tracks) == 0:
-            continue
-        flow = np.linalg.norm(tracks.xy[j, g.tracks] - tracks.xy[i, g.tracks], axis=-1)
-        if np.median(flow) < 2 * threshold:
-            continue
-        tested[g.tracks] += 1
-        outlier[g.tracks] += ~g.inliers
-    ratio = np.where(tested > 0, outlier / np.maximum(tested, 1), 0.0)
-    static = ~((tested >= min_pairs) & (ratio > max_outlier_ratio))
-    log.debug("moving-track filter: %d of %d tracks rejected", int((~static).sum()), n)
-    return static, geoms
-
-
 def parallax_share(xy: np.ndarray, usable: np.ndarray, *, threshold: float = 2.0,
                    min_common: int = 30) -> float:
     """Evidence of camera translation: how far the tracks are from following one homography.
@@ -180,3 +148,59 @@ def parallax_share(xy: np.ndarray, usable: np.ndarray, *, threshold: float = 2.0
         miss = np.linalg.norm(cv2.perspectiveTransform(p[None], H)[0] - q, axis=1) > 3 * threshold
         best = max(best, float(miss.mean()))
     return best
+
+
+def select_frames(T: int, stride: int, max_frames: int) -> np.ndarray:
+    """Every ``stride``-th frame, at most ``max_frames`` of them (evenly spread)."""
+    frames = np.arange(0, T, max(1, int(stride)))
+    if max_frames and len(frames) > max_frames:
+        pick = np.unique(np.round(np.linspace(0, len(frames) - 1, int(max_frames))).astype(np.int64))
+        frames = frames[pick]
+    return frames
+
+
+def spread_pick(cand: np.ndarray, pos: np.ndarray, length: np.ndarray, frame_size: tuple[int, int], k: int,
+                 rng: np.random.Generator, cells: int = 12) -> np.ndarray:
+    """``k`` of the tracks ``cand`` at image positions ``pos``: round-robin over grid cells, longest first."""
+    if len(cand) <= k:
+        return cand
+    h, w = frame_size
+    cell = (np.clip(pos[:, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
+            + np.clip(pos[:, 0] / w * cells, 0, cells - 1).astype(np.int64))
+    tiebreak = rng.random(len(cand))
+    order = np.lexsort((tiebreak, -length, cell))
+    sorted_cells = cell[order]
+    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.arange(len(order)) - start  # rank of the track inside its cell
+    return cand[order[np.lexsort((-length[order], rank))[:k]]]
+
+
+def select_sfm_tracks(xy: np.ndarray, usable: np.ndarray, static: np.ndarray, frame_size: tuple[int, int],
+                       max_tracks: int, seed: int, cells: int = 12, min_per_frame: int = 0,
+                       preferred: np.ndarray | None = None) -> np.ndarray:
+    """Long static tracks spread over the image: round-robin over grid cells of the mean position.
+
+    Then every frame that sees fewer than ``min_per_frame`` of them gets more, picked the same
+    way among the tracks it sees (so that frames far from where most long tracks live, e.g.
+    after a gap or a fast motion, still reach the mapper; the total may exceed ``max_tracks``).
+    Tracks flagged ``preferred`` (N,) come before all others in each cell, whatever their length.
+    """
+    n_obs = usable.sum(0)
+    cand = np.flatnonzero(static & (n_obs >= 2))
+    if len(cand) <= max_tracks:
+        return cand
+    rng = np.random.default_rng(seed)
+    rank = n_obs + (usable.shape[0] + 1) * (preferred if preferred is not None else 0)
+    with np.errstate(invalid="ignore"):
+        mean_xy = np.nansum(np.where(usable[..., None], xy, 0), axis=0) / np.maximum(n_obs, 1)[:, None]
+    chosen = np.zeros(usable.shape[1], dtype=bool)
+    chosen[spread_pick(cand, mean_xy[cand], rank[cand], frame_size, max_tracks, rng, cells)] = True
+    eligible = np.zeros_like(chosen)
+    eligible[cand] = True
+    for t in np.argsort(usable[:, chosen].sum(1), kind="stable"):
+        missing = min_per_frame - int((usable[t] & chosen).sum())
+        if missing <= 0:
+            continue
+        more = np.flatnonzero(usable[t] & eligible & ~chosen)
+        chosen[spread_pick(more, xy[t, more], rank[more], frame_size, missing, rng, cells)] = True
+    return np.flatnonzero(chosen)

@@ -155,13 +155,16 @@ def _write_database(path: Path, xy: np.ndarray, usable: np.ndarray, geoms: Seque
 def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry], static: np.ndarray,
                 frame_size: tuple[int, int], *, mapper: Literal["incremental", "global"] = "incremental",
                 camera_model: CameraModel = "SIMPLE_RADIAL", focal: float | None = None,
-                refine_focal: bool = True, num_threads: int = -1, seed: int = 0,
+                refine_focal: bool = True, refine_camera_while_mapping: bool = True,
+                num_threads: int = -1, seed: int = 0,
                 min_matches: int = 15, init_min_tri_angle: float = 8.0,
                 max_seconds: float | None = None, workdir: str | Path | None = None) -> MappingResult:
     """Map the frames of ``xy`` (F, N, 2) whose observations ``usable`` (F, N) are given.
 
     ``geoms`` hold the pair geometries (frame positions 0..F-1), ``static`` (N,) the
-    tracks allowed as two-view inliers.
+    tracks allowed as two-view inliers. ``refine_camera_while_mapping`` False holds the camera at
+    ``focal`` (and no distortion) while frames are added, for a final bundle adjustment to free it
+    once every frame constrains it.
     """
     import pycolmap
 
@@ -180,7 +183,7 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
         out = work / "sparse"
         out.mkdir(exist_ok=True)
         _write_database(db_path, xy, usable, geoms, camera, static, min_matches)
-        fixed_focal = focal is not None and not refine_focal
+        fixed_focal = focal is not None and (not refine_focal or not refine_camera_while_mapping)
         with quiet_colmap():
             if mapper == "incremental":
                 opts = pycolmap.IncrementalPipelineOptions()
@@ -193,6 +196,9 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
                 opts.multiple_models = False
                 opts.ba_refine_focal_length = not fixed_focal
                 opts.mapper.abs_pose_refine_focal_length = not fixed_focal
+                if not refine_camera_while_mapping:
+                    opts.ba_refine_extra_params = False
+                    opts.mapper.abs_pose_refine_extra_params = False
                 # Video pairs have small baselines; the long-range pairs give enough angle.
                 opts.mapper.init_min_tri_angle = float(init_min_tri_angle)
                 # Fewer global BAs: with hundreds of well-tracked points per frame local BA suffices.
@@ -208,6 +214,8 @@ def run_mapping(xy: np.ndarray, usable: np.ndarray, geoms: Sequence[PairGeometry
                 gopts.random_seed = int(seed)
                 gopts.min_num_matches = int(min_matches)
                 gopts.mapper.bundle_adjustment.refine_focal_length = not fixed_focal
+                if not refine_camera_while_mapping:
+                    gopts.mapper.bundle_adjustment.refine_extra_params = False
                 recs = pycolmap.global_mapping(str(db_path), str(work), str(out), gopts)
             else:
                 raise ValueError(f"unknown mapper {mapper!r}")
@@ -242,7 +250,7 @@ class BundleAdjusted:
 
 def bundle_adjust(xy: np.ndarray, observations: np.ndarray, world_from_cam: np.ndarray,
                   registered: np.ndarray, points: np.ndarray, camera, *, refine_focal: bool = True,
-                  refine_extra: bool = True, num_threads: int = -1) -> BundleAdjusted:
+                  refine_extra: bool = True, num_threads: int = -1, max_iterations: int = 30) -> BundleAdjusted:
     """Joint refinement of all registered poses, the points and the shared camera.
 
     ``xy`` (T, N, 2) track positions (this package's pixels), ``observations`` (T, P) bool
@@ -286,7 +294,7 @@ def bundle_adjust(xy: np.ndarray, observations: np.ndarray, world_from_cam: np.n
     opts.ceres.loss_function_type = pycolmap.LossFunctionType.HUBER
     opts.ceres.loss_function_scale = 2.0
     opts.ceres.solver_options.num_threads = int(num_threads)
-    opts.ceres.solver_options.max_num_iterations = 30
+    opts.ceres.solver_options.max_num_iterations = int(max_iterations)
     config = pycolmap.BundleAdjustmentConfig()
     for t in reg:
         config.add_image(int(t) + 1)

@@ -1,9 +1,10 @@
-"""``reconstruct(tracks, clip, config) -> Scene``: the whole tracks-to-3D pipeline.
+"""``reconstruct(tracks, clip, config) -> Scene``: the whole tracks-to-3D pipeline, in order.
 
-Stages: usable observations -> frame pairs and moving-track rejection -> COLMAP mapping
-of a subset of well-spread tracks on (possibly subsampled) frames -> pose for the
-frames the mapper skipped or failed, by absolute-pose RANSAC against the points ->
-triangulation of every track with the final poses -> outlier removal and voxel thinning.
+Tracks -> usable observations (Lucas-Kanade-sharpened for coarse trackers; SIFT feature tracks
+joined) -> :mod:`.motion` (which tracks and pixels move; they leave every later stage) -> key frames
+solved at a trial focal -> :mod:`.calibrate` (the focal length from the static correspondences) ->
+:mod:`.cameras` (the free-camera solve from that focal; a fixed camera only as a last resort) ->
+clean-up -> Scene. Each stage is its own module; this one only orders them and reports.
 """
 
 from __future__ import annotations
@@ -20,21 +21,26 @@ from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.io.camera_metadata import focal_prior
 from cotracker3_plugin.io.clip import Clip
 from cotracker3_plugin.reconstruct import cleanup
+from cotracker3_plugin.reconstruct.calibrate import CalibrationConfig, FocalEstimate, self_calibrate
+from cotracker3_plugin.reconstruct.cameras import CameraSolution, SolveOptions, solve_cameras
 from cotracker3_plugin.reconstruct.correspondences import (
+    estimate_pair,
     frame_pairs,
-    moving_track_filter,
     parallax_share,
+    select_frames,
+    select_sfm_tracks,
     usable_observations,
 )
-from cotracker3_plugin.reconstruct.mapping import (
-    CameraModel,
-    bundle_adjust,
-    camera_to_scene,
-    run_mapping,
+from cotracker3_plugin.reconstruct.mapping import CameraModel
+from cotracker3_plugin.reconstruct.motion import (
+    MotionConfig,
+    MultiViewTest,
+    moving_masks,
+    multiview_test,
+    segment_motion,
 )
 from cotracker3_plugin.reconstruct.scene import Scene
 from cotracker3_plugin.reconstruct.sift import SiftMatching, sift_tracks
-from cotracker3_plugin.reconstruct.triangulate import triangulate_tracks
 from cotracker3_plugin.refine import refine_observations
 from cotracker3_plugin.tracks import Tracks
 
@@ -44,14 +50,11 @@ __all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "recon
            "reconstruct_detailed"]
 
 
-#: A mapper model with fewer 3D points than this is not trusted.
-MIN_MODEL_POINTS = 20
 #: The fixed-camera retry needs at least this share of static tracks off a homography (parallax):
 #: without it the camera only turned, and a fixed camera would turn that into invented structure.
 MIN_PARALLAX_SHARE = 0.02
-#: Focal lengths (x the larger image side) the fixed-camera retry tries: a phone's wide camera
-#: (~70 degrees across the long side), 53 and 39 degrees.
-RETRY_FOCALS = (0.7, 1.0, 1.4)
+#: Key-frame solve: focal lengths (x the larger image side) tried in turn when no prior is known.
+KEYFRAME_FOCALS = (0.9, 0.6, 1.4)
 
 
 @dataclass
@@ -63,19 +66,22 @@ class ReconstructConfig:
     camera_model: CameraModel = "SIMPLE_RADIAL"
     """Shared camera model for all frames (one focal length, radial distortion k1 by default)."""
     focal: float | None = None
-    """Focal length in pixels if known; default: estimated, starting from the source's metadata (see
-    ``metadata_focal``) or else 1.2 * max(width, height)."""
+    """Focal length in pixels if known; default: from the source's metadata (see ``metadata_focal``), else
+    self-calibrated from the video (see ``calibration``)."""
     refine_focal: bool = True
     """Refine the given ``focal`` in bundle adjustment (ignored when ``focal`` is not given)."""
     metadata_focal: bool = True
     """Without ``focal``, start from the focal length the camera recorded, when the source has one: EXIF
     FocalLengthIn35mmFilm or FocalLength + FocalPlaneXResolution of photos, a phone video's 35 mm-equivalent
-    metadata key. It is still refined."""
+    metadata key. It is still refined (and self-calibration checks it)."""
     constrained_retry: bool = True
-    """When the free camera fails (no structure, or an absurd focal length or distortion, typical of
-    panning shots and scenes dominated by a moving subject) but the tracks show parallax, solve again
-    with the camera held fixed: SIMPLE_PINHOLE at ``focal``, or when not given at 0.7, 1.0 and 1.4
-    times the larger image side, keeping the one whose points reproject best."""
+    """Last resort: when the free camera fails (no structure, or an absurd focal length or distortion) but
+    the tracks show parallax, solve again with the camera held fixed (SIMPLE_PINHOLE) at the given or
+    self-calibrated focal length."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Moving subjects: which tracks and pixels are kept out of the map (and masked for nerfstudio)."""
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    """Self-calibration of the focal length when neither ``focal`` nor the video's metadata gives it."""
     stride: int = 1
     """Map every ``stride``-th frame (the others get poses afterwards from the 3D points)."""
     max_frames: int = 150
@@ -113,10 +119,6 @@ class ReconstructConfig:
     """Use observations with confidence above this; default: the tracks' ``visible`` flags."""
     window: int = 5
     """Match each frame with the next ``window`` frames (plus long-range pairs at 2w, 4w, ...)."""
-    epipolar_threshold: float = 2.0
-    """Sampson distance (px) above which a track is an epipolar outlier in a frame pair."""
-    moving_outlier_ratio: float = 0.5
-    """Drop a track as moving when it is an outlier in more than this share of its pairs."""
     max_reprojection_error: float = 3.0
     """Triangulated points: observations reprojecting further than this (px) are dropped."""
     min_triangulation_angle: float = 1.5
@@ -189,109 +191,69 @@ class ReconstructResult:
     its 2D observations."""
 
 
-def _select_frames(T: int, stride: int, max_frames: int) -> np.ndarray:
-    frames = np.arange(0, T, max(1, int(stride)))
-    if max_frames and len(frames) > max_frames:
-        pick = np.unique(np.round(np.linspace(0, len(frames) - 1, int(max_frames))).astype(np.int64))
-        frames = frames[pick]
-    return frames
+@dataclass
+class ReconstructReport:
+    """What happened, for ``report.json`` and logs."""
+
+    frames: int = 0
+    frames_mapped: int = 0
+    """Frames handed to the mapper."""
+    frames_registered: int = 0
+    """Frames with a pose in the end (mapper + absolute pose)."""
+    frames_registered_by_mapper: int = 0
+    frames_registered_by_pnp: int = 0
+    camera_implausible: bool = False
+    """The mapper's camera was absurd (focal far outside 0.1-10 image sizes, or huge distortion): poses dropped."""
+    tracks_refined: bool = False
+    """The tracks were sharpened by Lucas-Kanade first (``refine_tracks``)."""
+    sift_tracks: int = 0
+    """SIFT feature tracks added to the tracker's (``sift``)."""
+    camera_fixed: str = ""
+    """Why the camera was held fixed on a retry (empty when the free camera worked or no retry ran)."""
+    no_parallax: bool = False
+    """The camera only turned (or the scene is a plane): no 3D can be had from this video."""
+    failure: str = ""
+    """Why no usable cameras came out (empty when they did)."""
+    unregistered_frames: list[int] = field(default_factory=list)
+    tracks: int = 0
+    tracks_moving: int = 0
+    """Tracks on moving subjects (two-view and multi-view tests), kept out of the map."""
+    moving_pixel_share: float = 0.0
+    """Mean share of each frame's pixels masked as moving."""
+    sfm_tracks: int = 0
+    sfm_points: int = 0
+    sfm_models: int = 0
+    sfm_mean_reprojection_error: float = float("nan")
+    points_triangulated: int = 0
+    points: int = 0
+    """Points in the scene after clean-up."""
+    mean_reprojection_error: float = float("nan")
+    """Mean over the scene's points of their mean reprojection error (px)."""
+    focal: float = float("nan")
+    """The final focal length (px), after bundle adjustment."""
+    focal_prior: str = ""
+    """Where the focal length handed to the mapper came from: "given", the metadata tag, "self-calibrated",
+    or "default (...)" when nothing determined it."""
+    calibration: dict = field(default_factory=dict)
+    """Self-calibration: estimate, whether the data determined it, sharpness of the minimum, profile."""
+    runtime_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
-def _spread_pick(cand: np.ndarray, pos: np.ndarray, length: np.ndarray, frame_size: tuple[int, int], k: int,
-                 rng: np.random.Generator, cells: int = 12) -> np.ndarray:
-    """``k`` of the tracks ``cand`` at image positions ``pos``: round-robin over grid cells, longest first."""
-    if len(cand) <= k:
-        return cand
-    h, w = frame_size
-    cell = (np.clip(pos[:, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
-            + np.clip(pos[:, 0] / w * cells, 0, cells - 1).astype(np.int64))
-    tiebreak = rng.random(len(cand))
-    order = np.lexsort((tiebreak, -length, cell))
-    sorted_cells = cell[order]
-    start = np.searchsorted(sorted_cells, sorted_cells, side="left")
-    rank = np.arange(len(order)) - start  # rank of the track inside its cell
-    return cand[order[np.lexsort((-length[order], rank))[:k]]]
-
-
-def _select_sfm_tracks(xy: np.ndarray, usable: np.ndarray, static: np.ndarray, frame_size: tuple[int, int],
-                       max_tracks: int, seed: int, cells: int = 12, min_per_frame: int = 0,
-                       preferred: np.ndarray | None = None) -> np.ndarray:
-    """Long static tracks spread over the image: round-robin over grid cells of the mean position.
-
-    Then every frame that sees fewer than ``min_per_frame`` of them gets more, picked the same
-    way among the tracks it sees (so that frames far from where most long tracks live, e.g.
-    after a gap or a fast motion, still reach the mapper; the total may exceed ``max_tracks``).
-    Tracks flagged ``preferred`` (N,) come before all others in each cell, whatever their length.
-    """
-    n_obs = usable.sum(0)
-    cand = np.flatnonzero(static & (n_obs >= 2))
-    if len(cand) <= max_tracks:
-        return cand
-    rng = np.random.default_rng(seed)
-    rank = n_obs + (usable.shape[0] + 1) * (preferred if preferred is not None else 0)
-    with np.errstate(invalid="ignore"):
-        mean_xy = np.nansum(np.where(usable[..., None], xy, 0), axis=0) / np.maximum(n_obs, 1)[:, None]
-    chosen = np.zeros(usable.shape[1], dtype=bool)
-    chosen[_spread_pick(cand, mean_xy[cand], rank[cand], frame_size, max_tracks, rng, cells)] = True
-    eligible = np.zeros_like(chosen)
-    eligible[cand] = True
-    for t in np.argsort(usable[:, chosen].sum(1), kind="stable"):
-        missing = min_per_frame - int((usable[t] & chosen).sum())
-        if missing <= 0:
-            continue
-        more = np.flatnonzero(usable[t] & eligible & ~chosen)
-        chosen[_spread_pick(more, xy[t, more], rank[more], frame_size, missing, rng, cells)] = True
-    return np.flatnonzero(chosen)
-
-
-def _mapping_failure(m, frame_size: tuple[int, int]) -> str:
-    """Why a mapper result cannot be used ("" when it can)."""
-    if not m.registered.any():
-        return "the mapper registered no frame"
-    if _implausible_camera(m):
-        # Pure rotation or a scene dominated by a moving object: the mapper "succeeds" with a
-        # focal length of many image widths or a huge distortion; those poses are not usable.
-        return (f"the mapper's camera is implausible ({m.camera.model.name} {m.camera.params_to_string()} "
-                f"for a {frame_size[1]}x{frame_size[0]} image)")
-    if m.num_points < MIN_MODEL_POINTS:
-        # COLMAP can keep a model of frames registered to one another without any 3D point
-        # (pure rotation): its translations are arbitrary.
-        return f"the mapper's model has {m.num_points} 3D points (too little camera translation?)"
-    return ""
-
-
-def _bogus_camera(camera) -> bool:
-    """Focal length outside 0.1-10 image sizes, or distortion above 1: what degenerate motion gives."""
-    return camera.has_bogus_params(0.1, 10.0, 1.0)
-
-
-def _implausible_camera(m) -> bool:
-    return bool(m.registered.any()) and _bogus_camera(m.camera)
-
-
-def _register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts: np.ndarray,
-                     track_ids: np.ndarray, camera, min_inliers: int = 20, max_error: float = 4.0
-                     ) -> dict[int, np.ndarray]:
-    import pycolmap
-
-    out: dict[int, np.ndarray] = {}
-    est = pycolmap.AbsolutePoseEstimationOptions()
-    est.ransac.max_error = float(max_error)
-    ref = pycolmap.AbsolutePoseRefinementOptions()
-    ref.refine_focal_length = False
-    ref.refine_extra_params = False
-    for t in frames:
-        sel = usable[t, track_ids]
-        if sel.sum() < min_inliers:
-            continue
-        res = pycolmap.estimate_and_refine_absolute_pose(
-            xy[t, track_ids[sel]].astype(np.float64), pts[sel], camera, est, ref)
-        if res is None or int(res["num_inliers"]) < max(min_inliers, 0.5 * sel.sum()):
-            continue
-        m = np.eye(4)
-        m[:3, :4] = res["cam_from_world"].matrix()
-        out[int(t)] = np.linalg.inv(m)
-    return out
+@dataclass
+class ReconstructResult:
+    scene: Scene
+    report: ReconstructReport
+    tracks: Tracks
+    """The tracks ``scene.track_ids`` index: the input tracks (LK-refined when ``tracks_refined``),
+    followed by the SIFT feature tracks. Pass these to :func:`.write_colmap_model` so every point keeps
+    its 2D observations."""
+    dynamic: np.ndarray | None = None
+    """(N,) bool over ``tracks``: the track follows a moving subject."""
+    moving_masks: np.ndarray | None = None
+    """(T, H, W) bool at the tracks' frame size: pixels of moving subjects in each frame."""
 
 
 def _frames_at(clip: Clip, frame_size: tuple[int, int], frames: np.ndarray) -> np.ndarray:
@@ -316,114 +278,127 @@ def _colors(tracks: Tracks, clip: Clip | None, ids: np.ndarray) -> np.ndarray:
     return clip.frames[t, y, x]
 
 
-@dataclass
-class _Solution:
-    """Cameras and points from one camera setting (see :func:`_solve_cameras`)."""
-
-    mapping: object
-    world_from_cam: np.ndarray
-    registered: np.ndarray
-    tri: object
-    K: np.ndarray
-    dist: np.ndarray
-    by_mapper: int
-    by_pnp: int
-    camera_implausible: bool
-    failure: str
-    """Why these poses cannot be used ("" when they can)."""
-
-
 def _focal_prior(cfg: ReconstructConfig, clip: Clip | None, frame_size: tuple[int, int]
                  ) -> tuple[float | None, str]:
-    """The starting focal length (None: the mapper's default) and where it came from."""
+    """The focal length known before looking at the tracks (None: unknown) and where it came from."""
     if cfg.focal:
         return float(cfg.focal), "given"
     if cfg.metadata_focal and clip is not None:
         prior = focal_prior(clip.source, frame_size)
         if prior is not None:
-            log.info("starting focal length %.0f px from %s", prior.focal, prior.source)
+            log.info("focal length %.0f px from %s", prior.focal, prior.source)
             return prior.focal, prior.source
-    return None, "default (1.2 x side)"
+    return None, ""
 
 
-def _solve_cameras(*, tracks: Tracks, cfg: ReconstructConfig, frames: np.ndarray, xy_f: np.ndarray,
-                   usable_sfm: np.ndarray, geoms, static: np.ndarray, usable_static: np.ndarray,
-                   stage: Callable[[str], None], camera_model: str, focal: float | None, refine_focal: bool,
-                   suffix: str = "") -> _Solution:
-    """COLMAP mapping, absolute-pose registration of the other frames, bundle adjustment and
-    triangulation of every static track, for one camera setting."""
-    T = tracks.num_frames
-    fixed_focal = focal is not None and not refine_focal
-    stage("mapping" + suffix)
-    m = run_mapping(xy_f, usable_sfm, geoms, static, tracks.frame_size, mapper=cfg.mapper,
-                    camera_model=camera_model, focal=focal, refine_focal=refine_focal,
-                    num_threads=cfg.num_threads, seed=cfg.seed, max_seconds=cfg.max_mapping_seconds)
-    failure = _mapping_failure(m, tracks.frame_size)
-    implausible = _implausible_camera(m)
-    if failure:
-        m.registered[:] = False
-        m.world_from_cam[:] = np.nan
-    by_mapper = int(m.registered.sum())
-    K, dist, cam = camera_to_scene(m.camera)
-    wfc = np.full((T, 4, 4), np.nan)
-    registered = np.zeros(T, dtype=bool)
-    wfc[frames[m.registered]] = m.world_from_cam[m.registered]
-    registered[frames[m.registered]] = True
+def _on_masks(xy: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(T, N) bool: the observation lies on a True pixel of its frame's mask."""
+    T, h, w = masks.shape
+    xi = np.clip(np.rint(np.nan_to_num(xy[..., 0])), 0, w - 1).astype(np.int64)
+    yi = np.clip(np.rint(np.nan_to_num(xy[..., 1])), 0, h - 1).astype(np.int64)
+    return masks[np.arange(T)[:, None], yi, xi]
 
-    stage("triangulation" + suffix)
-    cams = [cam]
-    cidx = np.zeros(T, dtype=np.int64)
 
-    def triangulate():
-        return triangulate_tracks(tracks.xy.astype(np.float64), usable_static, wfc, registered, cams, cidx,
-                                  max_error=cfg.max_reprojection_error,
-                                  min_angle_deg=cfg.min_triangulation_angle, min_views=cfg.min_views)
+@dataclass
+class _KeyframeSolve:
+    """The key frames' cameras at a trial focal, and which tracks they explain."""
 
-    tri = triangulate()
-    rounds = by_pnp = 0
-    while cfg.register_skipped_frames and len(tri.points) >= 20 and rounds < cfg.max_pnp_rounds:
-        # Each round registers the frames that see enough triangulated tracks; their views
-        # triangulate more tracks, which reach further frames (e.g. the rest of a video the
-        # mapper split into several models).
-        rounds += 1
-        todo = np.flatnonzero(~registered)
-        # Later rounds rest on points seen from few, newly registered frames: ask for more support.
-        poses = _register_by_pnp(todo, tracks.xy, usable_static, tri.points, tri.track_ids, cam,
-                                 min_inliers=20 if rounds == 1 else 50, max_error=cfg.max_reprojection_error)
-        if not poses:
+    solution: CameraSolution
+    focal: float
+    test: MultiViewTest
+    """Which tracks and observations these cameras explain."""
+
+
+def _solve_once(xy: np.ndarray, usable: np.ndarray, keys: np.ndarray, frame_size: tuple[int, int],
+                focals: list[float], opts: SolveOptions, max_tracks: int, seed: int
+                ) -> tuple[CameraSolution | None, float]:
+    """Poses of the key frames with the camera fixed at the first of ``focals`` that maps (a fixed camera
+    maps where a free one runs away; its focal only has to be roughly right)."""
+    pairs = frame_pairs(len(keys), window=3)
+    xk = xy[keys]
+    geoms = [estimate_pair(xk, usable[keys], i, j, 2.0, seed=seed) for i, j in pairs]
+    static = np.ones(xy.shape[1], dtype=bool)
+    ids = select_sfm_tracks(xk, usable[keys], static, frame_size, max_tracks, seed, min_per_frame=60)
+    sfm = np.zeros_like(static)
+    sfm[ids] = True
+    key_opts = replace(opts, register_skipped_frames=False, final_bundle_adjustment=False, min_views=3)
+    on_keys = np.zeros(len(xy), dtype=bool)
+    on_keys[keys] = True
+    for f in focals:
+        sol = solve_cameras(xy=xy, frame_size=frame_size, frames=keys, usable_sfm=usable[keys] & sfm[None],
+                            geoms=geoms, static=static, usable_static=usable & on_keys[:, None], opts=key_opts,
+                            camera_model="SIMPLE_PINHOLE", focal=f, refine_focal=False)
+        if not sol.failure and sol.registered.sum() >= 3:
+            return sol, f
+        log.info("key frames at f=%.0f px: %s", f, sol.failure or "fewer than 3 frames")
+    return None, float("nan")
+
+
+def _coverage(xy: np.ndarray, usable: np.ndarray, frame_size: tuple[int, int], cells: int = 16) -> int:
+    """Cells of a ``cells`` x ``cells`` grid holding an observation, summed over the frames."""
+    h, w = frame_size
+    total = 0
+    for t in range(len(xy)):
+        p = xy[t, usable[t]]
+        c = (np.clip(p[:, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
+             + np.clip(p[:, 0] / w * cells, 0, cells - 1).astype(np.int64))
+        total += len(np.unique(c))
+    return total
+
+
+def _solve_keyframes(xy: np.ndarray, usable: np.ndarray, keys: np.ndarray, frame_size: tuple[int, int],
+                     focals: list[float], opts: SolveOptions, motion: MotionConfig, max_tracks: int, seed: int
+                     ) -> _KeyframeSolve | None:
+    """The key frames' cameras relative to the static world, for the multi-view motion test and
+    self-calibration.
+
+    A camera that pans to follow its subject can make the mapper reconstruct the subject rather
+    than the room (both pass the two-view test). So: solve, set aside the tracks that solution
+    explains, solve the rest again, and keep the solution whose tracks cover more of the frames (the
+    world surrounds what moves in it; counting tracks or observations would favour a subject that the
+    camera keeps in view while the room's tracks come and go).
+    """
+    found: list[tuple[CameraSolution, float, float]] = []
+    use = usable.copy()
+    for _ in range(2 if motion.enabled else 1):
+        sol, f = _solve_once(xy, use, keys, frame_size, focals, opts, max_tracks, seed)
+        if sol is None:
             break
-        for t, pose in poses.items():
-            wfc[t], registered[t] = pose, True
-        by_pnp += len(poses)
-        tri = triangulate()
-    if cfg.final_bundle_adjustment and len(tri.points) >= 20 and registered.sum() >= 2:
-        stage("bundle_adjustment" + suffix)
-        ba = bundle_adjust(tracks.xy[:, tri.track_ids].astype(np.float64), tri.inlier_obs, wfc, registered,
-                           tri.points, m.camera, refine_focal=not fixed_focal,
-                           refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
-                           num_threads=cfg.num_threads)
-        stage("triangulation_final" + suffix)
-        if _bogus_camera(ba.camera) or not np.all(np.isfinite(ba.world_from_cam[registered])):
-            # Near-degenerate motion (e.g. panning) lets the focal length run away; keep the mapper's.
-            log.warning("bundle adjustment gave an implausible camera (%s); keeping the mapper's result",
-                        ba.camera.params_to_string())
-        else:
-            wfc = ba.world_from_cam
-            K, dist, cam = camera_to_scene(ba.camera)
-            cams = [cam]
-            tri = triangulate()
-    if not failure and registered.sum() >= 2 and len(tri.points) < MIN_MODEL_POINTS:
-        # A near-orthographic camera (a long focal length on little translation) registers frames
-        # whose rays then meet at too small angles for any point.
-        failure = (f"{int(registered.sum())} frames got a pose but only {len(tri.points)} points triangulate "
-                   f"(focal {K[0, 0]:.0f} px: too little parallax for this camera)")
-    return _Solution(m, wfc, registered, tri, K, dist, by_mapper, by_pnp, implausible, failure)
+        limit = _residual_limit(sol, motion)
+        found.append((sol, f, limit))
+        t = multiview_test(xy, usable, sol.world_from_cam, sol.registered, sol.camera, limit)
+        use &= ~(t.tested & ~t.dynamic())[None]  # set aside what this solution explains
+        if (use[keys].sum(0) >= 3).sum() < 0.1 * (usable[keys].sum(0) >= 3).sum():
+            break  # nothing sizeable left to be another world
+    if not found:
+        return None
+    # Both tests at the tighter limit (a solution that mixes the subject with parts of the room fits
+    # both loosely); each track goes to the solution that explains more of it; the solution whose
+    # tracks cover more of the key frames is the world.
+    limit = min(lim for _, _, lim in found)
+    tests = [multiview_test(xy, usable, sol.world_from_cam, sol.registered, sol.camera, limit)
+             for sol, _, _ in found]
+    share = np.stack([np.where(t.tested, t.moving_share, np.inf) for t in tests])
+    owner = np.where(share.min(0) <= 0.5, share.argmin(0), -1)
+    scores = [_coverage(xy[keys], usable[keys] & (owner == i)[None], frame_size) for i in range(len(found))]
+    for i, ((sol, f, _), sc) in enumerate(zip(found, scores)):
+        log.info("key frames solved at f=%.0f px: %d frames, %d tracks of theirs covering %d cells", f,
+                 int(sol.registered.sum()), int(np.sum(owner == i)), sc)
+    best = int(np.argmax(scores))
+    return _KeyframeSolve(found[best][0], found[best][1], tests[best])
+
+
+def _residual_limit(sol: CameraSolution, motion: MotionConfig) -> float:
+    """Reprojection error (px) above which an observation is not explained by a solution."""
+    ref = float(np.median(sol.tri.errors)) if len(sol.tri.errors) else 1.0
+    return max(motion.multiview_min_error, motion.multiview_factor * ref)
 
 
 def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None,
                          *, exclude_mask: np.ndarray | None = None,
                          progress: Callable[[str], None] | None = None) -> ReconstructResult:
-    """Like :func:`reconstruct`, also returning a :class:`ReconstructReport`."""
+    """Like :func:`reconstruct`, also returning a :class:`ReconstructReport`, the tracks' moving flags
+    and the per-frame masks of moving pixels."""
     cfg = config or ReconstructConfig()
     T, N = tracks.num_frames, tracks.num_points
     if clip is not None and clip.num_frames != T:
@@ -434,30 +409,39 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                         f"{N} tracks. Track a longer video or use a denser grid (--grid-size).")
     rep = ReconstructReport(frames=T, tracks=N)
     times: dict[str, float] = {}
+    size = tracks.frame_size
+    side = max(size)
+    opts = SolveOptions(mapper=cfg.mapper, num_threads=cfg.num_threads, seed=cfg.seed,
+                        max_mapping_seconds=cfg.max_mapping_seconds,
+                        register_skipped_frames=cfg.register_skipped_frames, max_pnp_rounds=cfg.max_pnp_rounds,
+                        final_bundle_adjustment=cfg.final_bundle_adjustment,
+                        max_reprojection_error=cfg.max_reprojection_error,
+                        min_triangulation_angle=cfg.min_triangulation_angle, min_views=cfg.min_views)
 
     def stage(name: str) -> None:
         times[name] = time.perf_counter()
         if progress is not None:
             progress(name)
 
+    # -- usable observations ------------------------------------------------------------------
     stage("correspondences")
     usable_all = usable_observations(tracks, margin=cfg.margin, min_confidence=cfg.min_confidence,
                                      exclude_mask=exclude_mask)
     refine = cfg.refine_tracks
     if refine == "auto":
         refine = str(tracks.meta.get("model", "")).startswith("bundled")
-        if refine and (clip is None or clip.frame_size != tracks.frame_size):
+        if refine and (clip is None or clip.frame_size != size):
             log.info("bundled-model tracks without their clip: not refined (refine_tracks needs the frames)")
             refine = False
     rep.tracks_refined = bool(refine)
     if refine:
-        if clip is None or clip.frame_size != tracks.frame_size:
+        if clip is None or clip.frame_size != size:
             raise UserError("--reconstruct.refine-tracks needs the video the tracks were made on, at the "
                             "tracks' frame size.")
         xy, usable_all = refine_observations(tracks, clip.frames, usable_all)
         log.info("refined %d of %d observations", int(usable_all.sum()), int(tracks.visible.sum()))
         tracks = replace(tracks, xy=xy)
-    frames = _select_frames(T, cfg.stride, cfg.max_frames)
+    frames = select_frames(T, cfg.stride, cfg.max_frames)
     # The mapper gets the SIFT tracks first: matched pair by pair, they carry no chained drift, which
     # long tracks over wide baselines do (Strecha castle-P30: 0.5% ATE this way, 10-18% when the
     # longest tracks, the tracker's, go first). The tracker's fill the frames SIFT leaves thin.
@@ -466,73 +450,125 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
         log.info("no frames given: tracks only, no SIFT feature tracks (pass the clip to add them)")
     elif cfg.sift:
         stage("sift")
-        features = sift_tracks(_frames_at(clip, tracks.frame_size, frames), frame_indices=frames, num_frames=T,
+        features = sift_tracks(_frames_at(clip, size, frames), frame_indices=frames, num_frames=T,
                                matching=cfg.sift_matching, max_features=cfg.sift_max_features,
                                num_threads=cfg.num_threads, seed=cfg.seed)
         usable_all = np.concatenate([usable_all, usable_observations(
             features, margin=cfg.margin, min_confidence=cfg.min_confidence, exclude_mask=exclude_mask)], axis=1)
         tracks = tracks.concatenate(features)
         from_sift = np.arange(tracks.num_points) >= N
-        N = tracks.num_points
         rep.sift_tracks = features.num_points
+    N = tracks.num_points
     rep.frames_mapped = len(frames)
     xy_f = tracks.xy[frames].astype(np.float64)
-    usable_f = usable_all[frames]
-    pairs = frame_pairs(len(frames), cfg.window)
-    sub = Tracks(xy_f, usable_f, tracks.confidence[frames], tracks.queries, tracks.frame_size)
-    static, geoms = moving_track_filter(sub, usable_f, pairs, threshold=cfg.epipolar_threshold,
-                                        max_outlier_ratio=cfg.moving_outlier_ratio, seed=cfg.seed)
-    rep.tracks_moving = int((~static).sum())
-    sfm_ids = _select_sfm_tracks(xy_f, usable_f, static, tracks.frame_size, cfg.max_sfm_tracks, cfg.seed,
-                                 min_per_frame=cfg.min_sfm_tracks_per_frame, preferred=from_sift)
+
+    # -- motion: two-view test on the mapped frames ---------------------------------------------
+    stage("motion")
+    seg = segment_motion(xy_f, usable_all[frames], frame_pairs(len(frames), cfg.window), cfg.motion, seed=cfg.seed)
+    dynamic = seg.dynamic.copy()
+    labelled = seg.tested_pairs >= cfg.motion.min_pairs
+
+    # -- key frames: cameras at a trial focal for the multi-view test and the calibration ------
+    known_focal, known_source = _focal_prior(cfg, clip, size)
+    keys = frames[select_frames(len(frames), 1, cfg.calibration.max_keyframes)]
+    need_keys = cfg.motion.enabled or (known_focal is None and cfg.calibration.enabled)
+    key, key_sol, key_focal = None, None, float("nan")
+    moving_obs = dynamic[None] & usable_all
+    labelled_obs = labelled[None] & usable_all
+    if need_keys and len(keys) >= 3:
+        stage("keyframes")
+        trials = [known_focal] if known_focal else [k * side for k in KEYFRAME_FOCALS]
+        key = _solve_keyframes(tracks.xy, usable_all & ~dynamic[None], keys, size, trials, opts, cfg.motion,
+                               max_tracks=cfg.max_sfm_tracks, seed=cfg.seed)
+        if key is not None:
+            key_sol, key_focal = key.solution, key.focal
+            if cfg.motion.enabled:
+                bad = key.test.dynamic()
+                log.info("motion: %d tracks fail the two-view test, %d more the multi-view test",
+                         int(dynamic.sum()), int((bad & ~dynamic).sum()))
+                dynamic |= bad
+                moving_obs = usable_all & (dynamic[None] | key.test.moving_obs)
+                labelled_obs = usable_all & (labelled | key.test.tested)[None]
+    masks = moving_masks(tracks.xy, usable_all, moving_obs, labelled_obs, size, cfg.motion)
+    usable_static = usable_all & ~dynamic[None] & ~_on_masks(tracks.xy, masks)
+
+    # -- calibration ---------------------------------------------------------------------------
+    if known_focal is not None:
+        est = FocalEstimate(known_focal, known_source, True, message=f"focal length {known_focal:.0f} px ({known_source})")
+    elif cfg.calibration.enabled and key_sol is not None:
+        stage("calibration")
+        key_reg = np.flatnonzero(key_sol.registered)
+        est = self_calibrate(tracks.xy, usable_static, key_sol.world_from_cam, key_reg, size, key_focal,
+                             cfg.calibration, fallback=(key_focal, f"default ({key_focal / side:.1f} x side)"),
+                             num_threads=cfg.num_threads, seed=cfg.seed)
+    else:
+        f0 = key_focal if np.isfinite(key_focal) else 1.2 * side
+        est = FocalEstimate(f0, f"default ({f0 / side:.1f} x side)", False,
+                            message="self-calibration off or no key frames mapped")
+    (log.info if est.determined else log.warning)("%s", est.message)
+    rep.focal_prior, rep.calibration = est.source, est.as_dict()
+
+    # -- the free-camera solve from that focal ---------------------------------------------------
+    usable_f = usable_static[frames]
+    static = ~dynamic
+    sfm_ids = select_sfm_tracks(xy_f, usable_f, static, size, cfg.max_sfm_tracks, cfg.seed,
+                                min_per_frame=cfg.min_sfm_tracks_per_frame, preferred=from_sift)
     rep.sfm_tracks = len(sfm_ids)
     sfm_mask = np.zeros(N, dtype=bool)
     sfm_mask[sfm_ids] = True
-
-    usable_static = usable_all & static[None]
-    solve = dict(tracks=tracks, cfg=cfg, frames=frames, xy_f=xy_f, usable_sfm=usable_f & sfm_mask[None],
-                 geoms=geoms, static=static, usable_static=usable_static, stage=stage)
-    focal, rep.focal_prior = _focal_prior(cfg, clip, tracks.frame_size)
-    refine_focal = cfg.refine_focal or cfg.focal is None
-    sol = _solve_cameras(camera_model=cfg.camera_model, focal=focal, refine_focal=refine_focal, **solve)
+    solve = dict(xy=tracks.xy, frame_size=size, frames=frames, usable_sfm=usable_f & sfm_mask[None],
+                 geoms=seg.geometries, static=static, usable_static=usable_static, opts=opts, stage=stage)
+    given_fixed = cfg.focal is not None and not cfg.refine_focal
+    # A focal the data determined is held while frames are added and freed in the final bundle
+    # adjustment; an undetermined one is refined all along, as COLMAP would.
+    sol = solve_cameras(camera_model=cfg.camera_model, focal=est.focal, refine_focal=not given_fixed,
+                        refine_while_mapping=not est.determined, **solve)
     if sol.failure:
-        fixed = cfg.focal is not None and not cfg.refine_focal and cfg.camera_model == "SIMPLE_PINHOLE"
-        parallax = parallax_share(xy_f, usable_f & static[None], threshold=cfg.epipolar_threshold)
+        parallax = parallax_share(xy_f, usable_f, threshold=cfg.motion.threshold)
         if parallax < MIN_PARALLAX_SHARE:
-            sol.failure += f"; the tracks follow one homography ({parallax:.1%} off it): the camera only turned"
-        elif cfg.constrained_retry and not fixed:
-            # A free focal length and distortion are what little translation (panning with some
-            # walking, a big moving subject) lets run away; with the camera fixed the same tracks
-            # map. The focal length is then barely observable: try a few fields of view, keep the
-            # one whose points reproject best.
-            side = max(tracks.frame_size)
-            focals = [float(focal)] if focal else [k * side for k in RETRY_FOCALS]
-            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %s px; pass the real "
-                        "focal length with --reconstruct.focal if you know it)", sol.failure,
-                        " / ".join(f"{f:.0f}" for f in focals))
-            found: list[tuple[float, float, _Solution]] = []
-            for f0 in focals:
-                retry = _solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
-                                       suffix=f"_fixed_f{f0:.0f}", **solve)
-                if retry.failure:
-                    log.info("fixed camera f=%.0f px: %s", f0, retry.failure)
-                else:
-                    found.append((float(retry.tri.errors.mean()), f0, retry))
-                    log.info("fixed camera f=%.0f px: %d points, %.2f px", f0, len(retry.tri.points), found[-1][0])
-            if found:
-                _, f0, best = min(found, key=lambda c: c[0])
-                rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px"
-                sol = best
+            rep.no_parallax = True
+            sol.failure += (f"; the static tracks follow one homography ({parallax:.1%} off it): the camera only "
+                            "turned or stood still (or the scene is one plane), so no 3D can be had from this video. "
+                            "Film while walking around the subject")
+        elif cfg.constrained_retry and not (given_fixed and cfg.camera_model == "SIMPLE_PINHOLE"):
+            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px, %s)",
+                        sol.failure, est.focal, est.source)
+            retry = solve_cameras(camera_model="SIMPLE_PINHOLE", focal=est.focal, refine_focal=False,
+                                  suffix="_fixed", **solve)
+            if retry.failure:
+                log.info("fixed camera f=%.0f px: %s", est.focal, retry.failure)
+            else:
+                rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={est.focal:.0f} px ({est.source})"
+                sol = retry
     if sol.failure:
+        rep.failure = sol.failure
         log.warning("%s", sol.failure)
-    m, wfc, registered, tri, K, dist = sol.mapping, sol.world_from_cam, sol.registered, sol.tri, sol.K, sol.dist
-    rep.sfm_points, rep.sfm_models = m.num_points, m.num_models
-    rep.sfm_mean_reprojection_error = m.mean_reprojection_error
+    wfc, registered, tri = sol.world_from_cam, sol.registered, sol.tri
+    if cfg.motion.enabled and registered.sum() >= 3 and len(tri.points):
+        # Final labels and masks from every solved frame: the key frames' test saw only some frames.
+        stage("motion_final")
+        test = multiview_test(tracks.xy, usable_all, wfc, registered, sol.camera, _residual_limit(sol, cfg.motion))
+        dynamic = seg.dynamic | test.dynamic()
+        # Observations vote by their own fit: a static track that slipped onto an occluder for a few
+        # frames is moving evidence there and nowhere else.
+        untested = seg.dynamic & ~test.tested
+        far = np.nan_to_num(test.residual, nan=0.0) > cfg.motion.mask_evidence_factor * test.limit
+        masks = moving_masks(tracks.xy, usable_all, usable_all & (untested[None] | far),
+                             usable_all & (labelled | test.tested)[None], size, cfg.motion)
+        keep = ~dynamic[tri.track_ids]
+        tri = replace(tri, points=tri.points[keep], track_ids=tri.track_ids[keep], errors=tri.errors[keep],
+                      num_views=tri.num_views[keep], inlier_obs=tri.inlier_obs[:, keep],
+                      angles=None if tri.angles is None else tri.angles[keep])
+    rep.tracks_moving = int(dynamic.sum())
+    rep.moving_pixel_share = float(masks.mean()) if masks.size else 0.0
+    rep.sfm_points, rep.sfm_models = sol.mapper_points, sol.mapper_models
+    rep.sfm_mean_reprojection_error = sol.mapper_reprojection_error
     rep.camera_implausible = sol.camera_implausible
     rep.frames_registered_by_mapper, rep.frames_registered_by_pnp = sol.by_mapper, sol.by_pnp
-    rep.focal = float(K[0, 0])
+    rep.focal = float(sol.K[0, 0])
     rep.points_triangulated = len(tri.points)
 
+    # -- clean-up ------------------------------------------------------------------------------
     stage("cleanup")
     keep = np.arange(len(tri.points))
     if cfg.outlier_neighbors > 0:
@@ -542,19 +578,19 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     pts, ids, errs = tri.points[keep], tri.track_ids[keep], tri.errors[keep]
     times["end"] = time.perf_counter()
 
-    scene = Scene(intrinsics=K[None], image_size=tracks.frame_size, camera_index=np.zeros(T, np.int64),
+    scene = Scene(intrinsics=sol.K[None], image_size=size, camera_index=np.zeros(T, np.int64),
                   world_from_cam=wfc, registered=registered, points=pts, colors=_colors(tracks, clip, ids),
-                  track_ids=ids, distortion=dist, frame_indices=np.arange(T, dtype=np.int64),
-                  point_errors=errs)
+                  track_ids=ids, distortion=sol.dist, frame_indices=np.arange(T, dtype=np.int64),
+                  point_errors=errs, moving_masks=masks if cfg.motion.enabled else None)
     rep.frames_registered = scene.num_registered
     rep.unregistered_frames = np.flatnonzero(~registered).tolist()
     rep.points = len(pts)
     rep.mean_reprojection_error = float(errs.mean()) if len(errs) else float("nan")
     names = list(times)
     rep.runtime_s = {a: round(times[b] - times[a], 3) for a, b in zip(names[:-1], names[1:])}
-    log.info("registered %d/%d frames, %d points, mean reprojection error %.2f px",
-             rep.frames_registered, T, rep.points, rep.mean_reprojection_error)
-    return ReconstructResult(scene, rep, tracks)
+    log.info("registered %d/%d frames, %d points, mean reprojection error %.2f px, focal %.1f px",
+             rep.frames_registered, T, rep.points, rep.mean_reprojection_error, rep.focal)
+    return ReconstructResult(scene, rep, replace(tracks, dynamic=dynamic), dynamic, masks)
 
 
 def reconstruct(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None, *,
@@ -564,7 +600,8 @@ def reconstruct(tracks: Tracks, clip: Clip | None = None, config: ReconstructCon
 
     ``tracks`` in pixels of the clip (x right, y down); ``clip`` gives the point colours
     (at each track's query frame; ``None``: grey). ``exclude_mask`` ((H, W) or (T, H, W)
-    bool, True = ignore) removes regions such as moving people before anything else.
+    bool, True = ignore) removes regions such as moving people before anything else; moving
+    subjects are also found from the tracks themselves (``config.motion``).
     ``progress(stage)`` is called as each stage starts. Frames that get no pose are in
     the scene with ``registered`` False and NaN poses.
     """

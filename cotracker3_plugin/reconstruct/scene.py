@@ -46,6 +46,8 @@ class Scene:
     """(T,) index of each frame in the clip (frames may be subsampled)."""
     point_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """(P,) mean reprojection error in px of each point (empty if unknown)."""
+    moving_masks: np.ndarray | None = None
+    """(T, H, W) bool at ``image_size``: pixels of moving subjects, kept out of the map (None: not computed)."""
 
     def __post_init__(self) -> None:
         t = len(self.registered)
@@ -82,6 +84,8 @@ class Scene:
             world_from_cam=self.world_from_cam, registered=self.registered, points=self.points,
             colors=self.colors, track_ids=self.track_ids, distortion=self.distortion,
             frame_indices=self.frame_indices, point_errors=self.point_errors,
+            **({} if self.moving_masks is None else {"moving_masks": np.packbits(self.moving_masks, axis=-1),
+                                                     "moving_masks_width": np.int64(self.moving_masks.shape[-1])}),
         )
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
@@ -101,4 +105,6 @@ class Scene:
                 registered=z["registered"], points=z["points"], colors=z["colors"],
                 track_ids=z["track_ids"], distortion=z["distortion"],
                 frame_indices=z["frame_indices"], point_errors=z["point_errors"],
+                moving_masks=(np.unpackbits(z["moving_masks"], axis=-1, count=int(z["moving_masks_width"])).astype(bool)
+                              if "moving_masks" in z.files else None),
             )

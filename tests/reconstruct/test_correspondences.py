@@ -1,12 +1,8 @@
-"""Usable observations, frame pairs and the moving-track filter."""
+"""Usable observations and frame pairs."""
 
 import numpy as np
 
-from cotracker3_plugin.reconstruct.correspondences import (
-    frame_pairs,
-    moving_track_filter,
-    usable_observations,
-)
+from cotracker3_plugin.reconstruct.correspondences import frame_pairs, usable_observations
 from cotracker3_plugin.reconstruct.synthetic import make_synthetic_scene
 
 
@@ -33,14 +29,3 @@ def test_usable_observations_margin_confidence_and_mask():
     conf[0] = 0.3
     tr.confidence = conf
     assert not usable_observations(tr, min_confidence=0.5)[0].any()
-
-
-def test_moving_tracks_are_rejected():
-    s = make_synthetic_scene(16, 300, moving_fraction=0.15, seed=3)
-    u = usable_observations(s.tracks)
-    static, geoms = moving_track_filter(s.tracks, u, frame_pairs(16, 4), threshold=2.0)
-    assert len(geoms) > 0
-    caught = (~static[s.moving]).mean()
-    false_alarm = (~static[~s.moving]).mean()
-    assert caught > 0.9, caught
-    assert false_alarm < 0.02, false_alarm

@@ -5,7 +5,7 @@ import pycolmap
 import pytest
 
 from cotracker3_plugin.reconstruct.mapping import camera_to_scene, make_camera
-from cotracker3_plugin.reconstruct.pipeline import _select_frames, _select_sfm_tracks
+from cotracker3_plugin.reconstruct.correspondences import select_frames, select_sfm_tracks
 
 
 def test_camera_to_scene_shifts_principal_point_and_reads_distortion():
@@ -29,8 +29,8 @@ def test_make_camera_centres_principal_point(model):
 
 
 def test_select_frames_stride_and_cap():
-    np.testing.assert_array_equal(_select_frames(10, 3, 150), [0, 3, 6, 9])
-    f = _select_frames(1000, 1, 100)
+    np.testing.assert_array_equal(select_frames(10, 3, 150), [0, 3, 6, 9])
+    f = select_frames(1000, 1, 100)
     assert len(f) == 100 and f[0] == 0 and f[-1] == 999
 
 
@@ -49,7 +49,7 @@ def test_sfm_tracks_are_static_long_and_spread():
     usable = rng.random((T, N)) < rng.uniform(0.2, 1.0, N)
     static = np.ones(N, bool)
     static[:100] = False
-    ids = _select_sfm_tracks(xy, usable, static, (480, 640), 300, seed=0)
+    ids = select_sfm_tracks(xy, usable, static, (480, 640), 300, seed=0)
     assert len(ids) == 300 and ids.min() >= 100
     # Spread: every cell of a coarse 3x3 grid is used about equally.
     cells = (xy[0, ids, 1] // 160) * 3 + xy[0, ids, 0] // (640 / 3)
@@ -68,7 +68,7 @@ def test_sfm_tracks_cover_every_frame():
     usable[:20, :1200] = True
     usable[15:, 1200:] = True
     static = np.ones(N, bool)
-    assert usable[20:, _select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0)].sum() == 0
-    ids = _select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0, min_per_frame=60)
+    assert usable[20:, select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0)].sum() == 0
+    ids = select_sfm_tracks(xy, usable, static, (480, 640), 200, seed=0, min_per_frame=60)
     assert usable[:, ids].sum(1).min() >= 60
     assert len(ids) == 260  # 200 plus what frames 20-29 lacked (60 tracks they all see)

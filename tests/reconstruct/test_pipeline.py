@@ -29,7 +29,9 @@ def test_poses_within_half_degree_and_one_percent(synthetic):
     assert e.num_registered == 20
     assert e.rotation_error_max_deg < 0.5, e
     assert e.ate_relative < 0.01, e
-    # Focal length found from 1.2 * 640 = 768 px down to the true 600.
+    # No metadata: the focal length is self-calibrated (then refined) to the true 600.
+    assert res.report.focal_prior == "self-calibrated" and res.report.calibration["determined"]
+    assert res.report.calibration["focal"] == pytest.approx(600, rel=0.02)
     assert res.scene.intrinsics[0, 0, 0] == pytest.approx(600, rel=0.01)
 
 
@@ -54,8 +56,12 @@ def test_moving_tracks_rejected_and_points_accurate(synthetic):
     assert np.median(err) < 0.05
     assert np.all(sc.colors == [200, 0, 0])
     assert sc.point_errors.mean() < 2.0 and res.report.mean_reprojection_error < 2.0
-    assert set(res.report.runtime_s) == {"correspondences", "sift", "mapping", "triangulation", "bundle_adjustment",
-                                         "triangulation_final", "cleanup"}
+    assert set(res.report.runtime_s) == {"correspondences", "sift", "motion", "keyframes", "calibration", "mapping",
+                                         "triangulation", "bundle_adjustment", "triangulation_final",
+                                         "motion_final", "cleanup"}
+    # Moving tracks are flagged on the result's tracks; the masks cover their pixels.
+    assert res.tracks.dynamic is not None and res.tracks.dynamic[:N][s.moving].mean() > 0.9
+    assert res.moving_masks.shape == (T, *s.tracks.frame_size) and res.scene.moving_masks is not None
 
 
 def test_too_few_tracks_is_a_user_error():
@@ -96,6 +102,7 @@ def test_pure_rotation_gives_no_poses_rather_than_wrong_ones():
     sc = res.scene
     assert sc.num_registered == 0 and res.report.unregistered_frames == list(range(T))
     assert len(sc.points) == 0
+    assert res.report.no_parallax and "no 3D can be had from this video" in res.report.failure
 
 
 def test_refine_tracks_needs_the_clip(synthetic):
@@ -108,7 +115,7 @@ def test_focal_prior_from_exif_of_the_image_folder(synthetic, tmp_path):
     from PIL import Image
 
     s, res = synthetic
-    assert res.report.focal_prior == "default (1.2 x side)"  # a clip without a source
+    assert res.report.focal_prior == "self-calibrated"  # a clip without a source
     h, w = s.tracks.frame_size
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0xA405] = 24  # FocalLengthIn35mmFilm: 24 / 43.27 * 800 = 444 px
@@ -118,7 +125,7 @@ def test_focal_prior_from_exif_of_the_image_folder(synthetic, tmp_path):
     assert with_exif.focal_prior.startswith("EXIF FocalLengthIn35mmFilm 24 mm")
     assert with_exif.focal == pytest.approx(600, rel=0.01)  # a prior, still refined to the true focal
     off = reconstruct_detailed(s.tracks, clip, ReconstructConfig(num_threads=2, metadata_focal=False)).report
-    assert off.focal_prior == "default (1.2 x side)"
+    assert off.focal_prior == "self-calibrated"
 
 
 def test_refine_tracks_auto_is_on_for_bundled_model_tracks_only(synthetic, monkeypatch):
