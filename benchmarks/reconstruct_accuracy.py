@@ -1,4 +1,4 @@
-"""Camera accuracy of track-based reconstruction vs COLMAP's own SIFT pipeline, on real data.
+"""Camera accuracy of track-based reconstruction vs COLMAP's own SIFT pipeline, on real data and rendered scenes.
 
 Datasets (from ../shared/data):
   fox        50 frames of a phone video with reference poses (COLMAP's, instant-ngp transforms.json)
@@ -17,12 +17,34 @@ Methods:
   colmap:seq     pycolmap SIFT extraction + sequential matching + incremental mapping
   colmap:exh     pycolmap SIFT extraction + exhaustive matching + incremental mapping
 
-Every method sees the same frames, downsized to --max-side. Pose errors after a Sim(3)
+On real data every method sees the same frames, downsized to --max-side. Pose errors after a Sim(3)
 alignment (reconstruct.align.compare_poses, orientation-aided): ATE in reference units and
 relative to the reference trajectory's extent, rotation error in degrees.
 
-  python benchmarks/reconstruct_accuracy.py                 # all datasets, all methods
+  python benchmarks/reconstruct_accuracy.py                 # the real datasets above, all methods
   python benchmarks/reconstruct_accuracy.py --datasets fox --tracks fox=outputs/fox/tracks.npz
+
+Rendered scenes (../shared/data/scenes, see its README): ``static_room`` (60 frames, f = 360 px) and
+``dynamic_room`` (72 frames, f = 520 px, two textured subjects walking through a third of the frame), 480x360,
+exact cameras (gt.npz ``K``, ``cam_to_world``) and, for dynamic_room, per-pixel moving-object ids (``objid``).
+Their frames are decoded as ``cotracker3 run`` decodes them (``load_input(video, 48, 640)``: every frame, no
+resize) and every method gets those frames. Methods on the scenes:
+  bundled        the bundled model as ``cotracker3 run`` makes its tracks (``query_grid(clip, 16, 3)``,
+                 ``predict.track`` forward only) -> ``reconstruct_detailed(tracks, clip, ReconstructConfig())``
+                 (defaults: SIFT feature tracks on, LK refinement auto, focal self-calibration)
+  klt            ``cotracker3 run --tracker klt`` (``default_tracker(ProcessDataConfig(tracker="klt"))``), same
+                 reconstruction
+  colmap:seq     (and colmap:exh) as above: pycolmap SIFT, unknown lens (SIMPLE_RADIAL), incremental mapping
+Metrics per scene and method: frames registered; focal (px) and its error in % vs gt ``K[0,0]``; ATE as % of the
+path RADIUS (largest distance of a GT camera centre from their mean; ``compare_poses(..., scene_scale=radius)``,
+Sim(3)-aligned); mean / max absolute rotation error after alignment (deg); points; seconds (tracking incl. model
+loading + reconstruction). Track methods also: ``report.calibration["determined"]`` (the video fixed the focal),
+``report.camera_fixed`` (empty = free camera), the IoU of ``result.moving_masks`` with ``objid > 0`` pooled
+over all frames (dynamic_room), and "on movers": scene points whose track's query pixel
+(``result.tracks.queries[scene.track_ids]``) lies on ``objid > 0`` at its query frame (should be 0).
+
+  python benchmarks/reconstruct_accuracy.py --datasets static_room dynamic_room \
+      --methods bundled klt colmap:seq --write-results    # -> benchmarks/results/reconstruct_scenes.json|.md
 
 Measured 2026-11-25 on the 2-core CPU dev machine shared with ~8 other jobs (load 15-20, so
 the seconds are inflated several times and only comparable within a row pair), --max-side 960:
@@ -101,8 +123,10 @@ pipeline then solves again with the camera fixed. colmap:exh on fox and the long
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import subprocess
 import sys
 import tempfile
 import time
@@ -122,6 +146,9 @@ from cotracker3_plugin.reconstruct.mapping import quiet_colmap  # noqa: E402
 from cotracker3_plugin.tracks import Tracks  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+SCENES = ("static_room", "dynamic_room")
+SCENE_METHODS = ("bundled", "klt", "colmap:seq", "colmap:exh")
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclass
@@ -222,8 +249,231 @@ def run_colmap_sift(frames: np.ndarray, matching: str) -> tuple[np.ndarray, dict
             m = np.eye(4)
             m[:3, :4] = img.cam_from_world().matrix()
             wfc[names.index(img.name)] = np.linalg.inv(m)
+        cams = list(best.cameras.values())
+        focal = float(cams[0].mean_focal_length()) if cams else float("nan")
         return wfc, {"points": best.num_points3D(), "reproj_px": best.compute_mean_reprojection_error(),
-                     "models": len(recs)}
+                     "models": len(recs), "focal_px": focal}
+
+
+# ----------------------------------------------------------------------------- rendered scenes
+@dataclass
+class SceneData:
+    name: str
+    clip: object  # cotracker3_plugin.io.clip.Clip, decoded as `cotracker3 run` does
+    focal_gt: float  # gt K[0,0] at the clip's frame size
+    ref_world_from_cam: np.ndarray  # (T, 4, 4) OpenCV camera-to-world of the clip's frames
+    radius: float  # largest distance of a GT camera centre from their mean
+    objid: np.ndarray | None  # (T, H, W) uint8 at the clip's frame size (0 static), dynamic_room only
+
+
+def load_scene(name: str, num_frames_target: int = 48, max_side: int = 640, max_frames: int | None = None
+               ) -> SceneData:
+    """A rendered scene decoded as ``cotracker3 run`` decodes its video (``load_input``), with its ground
+    truth taken at the same frames and scaled to the same frame size."""
+    from dataclasses import replace
+
+    from cotracker3_nerfstudio.process_data import load_input
+
+    from cotracker3_plugin.io import probe_video
+
+    folder = DATA / "scenes" / name
+    clip = load_input(folder / "video.mp4", num_frames_target, max_side)
+    with np.load(folder / "gt.npz") as z:
+        K = z["K"].astype(np.float64)
+        c2w = z["cam_to_world"].astype(np.float64)
+        objid = z["objid"] if "objid" in z.files else None
+    idx = np.asarray(clip.frame_indices, dtype=np.int64)
+    if max_frames:  # smoke runs only: the first frames of the decoded clip
+        idx = idx[:max_frames]
+        clip = replace(clip, frames=clip.frames[:max_frames], frame_indices=idx)
+    h, w = clip.frame_size
+    focal = float(K[0, 0]) * w / probe_video(folder / "video.mp4").width  # gt is at the video's size
+    ref = c2w[idx]
+    if objid is not None:
+        objid = objid[idx]
+        if (h, w) != tuple(objid.shape[1:]):
+            objid = np.stack([cv2.resize(o, (w, h), interpolation=cv2.INTER_NEAREST) for o in objid])
+    centres = ref[:, :3, 3]
+    radius = float(np.linalg.norm(centres - centres.mean(0), axis=1).max())
+    return SceneData(name, clip, focal, ref, radius, objid)
+
+
+def scene_tracks(method: str, clip, grid_size: int = 16, num_query_frames: int = 3, device: str = "auto"
+                 ) -> Tracks:
+    """The tracks ``cotracker3 run`` makes: the bundled model on a query grid, or ``--tracker klt``."""
+    from cotracker3_nerfstudio.process_data import ProcessDataConfig, default_tracker, query_grid
+
+    if method == "klt":
+        return default_tracker(ProcessDataConfig(tracker="klt"))(clip)
+    import torch
+
+    from cotracker3_plugin.predict import track
+    from cotracker3_plugin.weights import load_model
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model = load_model(None, device=dev)
+    return track(clip, model, queries=query_grid(clip, grid_size, num_query_frames))
+
+
+def _track_metrics(sd: SceneData, result) -> dict:
+    """Calibration, camera retry, moving-mask IoU and scene points on moving objects of a track method."""
+    scene, rep = result.scene, result.report
+    out = {"focal_determined": rep.calibration.get("determined"), "camera_fixed": rep.camera_fixed,
+           "focal_prior": rep.focal_prior, "tracks": rep.tracks, "tracks_moving": rep.tracks_moving,
+           "sift_tracks": rep.sift_tracks, "tracks_refined": rep.tracks_refined,
+           "moving_pixel_share": float(rep.moving_pixel_share), "reproj_px": rep.mean_reprojection_error,
+           "failure": rep.failure}
+    if sd.objid is None:
+        return out
+    gt = sd.objid > 0
+    masks = result.moving_masks
+    if masks is None:
+        masks = np.zeros_like(gt)
+    elif masks.shape != gt.shape:
+        masks = np.stack([cv2.resize(m.astype(np.uint8), gt.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
+                          for m in masks]).astype(bool)
+    union = np.logical_or(masks, gt).sum()
+    out["mask_iou"] = float(np.logical_and(masks, gt).sum() / union) if union else float("nan")
+    ids = scene.track_ids[scene.track_ids >= 0]
+    q = np.asarray(result.tracks.queries, dtype=np.float64)[ids]
+    T, H, W = gt.shape
+    sx, sy = W / result.tracks.frame_size[1], H / result.tracks.frame_size[0]
+    t = np.clip(np.rint(q[:, 0]).astype(np.int64), 0, T - 1)
+    x = np.clip(np.rint(q[:, 1] * sx).astype(np.int64), 0, W - 1)
+    y = np.clip(np.rint(q[:, 2] * sy).astype(np.int64), 0, H - 1)
+    out["points_on_movers"] = int(gt[t, y, x].sum())
+    return out
+
+
+def run_scene_method(sd: SceneData, method: str, args: argparse.Namespace) -> dict:
+    """One row: ``method`` on scene ``sd``, scored against its ground truth."""
+    T = sd.clip.num_frames
+    wfc, focal, info, timing = np.full((T, 4, 4), np.nan), float("nan"), {}, {}
+    t0 = time.perf_counter()
+    try:
+        if method in ("bundled", "klt"):
+            tracks = scene_tracks(method, sd.clip, args.grid_size, args.num_query_frames, args.device)
+            timing["track_s"] = round(time.perf_counter() - t0, 1)
+            t1 = time.perf_counter()
+            result = reconstruct_detailed(tracks, sd.clip, ReconstructConfig())
+            timing["reconstruct_s"] = round(time.perf_counter() - t1, 1)
+            wfc, focal = result.scene.world_from_cam, float(result.report.focal)
+            info = {"points": int(len(result.scene.points)), **_track_metrics(sd, result)}
+        elif method in ("colmap:seq", "colmap:exh"):
+            wfc, info = run_colmap_sift(sd.clip.frames, "sequential" if method == "colmap:seq" else "exhaustive")
+            focal = float(info.pop("focal_px", float("nan")))
+        else:
+            raise ValueError(f"unknown scene method {method}")
+    except Exception as e:  # a failed method is a result too
+        logging.exception("%s on %s failed", method, sd.name)
+        info = {"error": str(e)[:200]}
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(wfc.reshape(T, -1)).all(axis=1).any():
+        focal = float("nan")  # no camera came out (a track method's report still holds its estimate)
+    e = compare_poses(wfc, sd.ref_world_from_cam, scene_scale=sd.radius)
+    row = {"dataset": sd.name, "method": method, "frames": T,
+           "registered": int(np.isfinite(wfc.reshape(T, -1)).all(axis=1).sum()),
+           "focal_px": focal, "focal_gt": sd.focal_gt, "focal_err_pct": 100 * (focal / sd.focal_gt - 1),
+           "ate": e.ate, "ate_radius_pct": 100 * e.ate_relative, "radius": sd.radius,
+           "rot_mean_deg": e.rotation_error_mean_deg, "rot_max_deg": e.rotation_error_max_deg,
+           "seconds": round(seconds, 1), **timing, **info}
+    return row
+
+
+SCENE_COLUMNS = (  # (header, key, format)
+    ("dataset", "dataset", ""), ("method", "method", ""), ("registered", "reg", ""),
+    ("focal px (gt)", "focal", ""), ("focal err", "focal_err_pct", "+.2f%"), ("ATE / radius", "ate_radius_pct", ".2f%"),
+    ("rot mean deg", "rot_mean_deg", ".2f"), ("points", "points", ""), ("s", "seconds", ".1f"),
+    ("focal determined", "focal_determined", ""), ("mask IoU", "mask_iou", ".3f"),
+    ("points on movers", "points_on_movers", ""), ("camera fixed", "camera_fixed", ""),
+)
+
+
+def fmt_scenes(rows: list[dict]) -> str:
+    """The scene rows as a markdown table ("-" where a metric does not apply)."""
+    out = ["| " + " | ".join(c[0] for c in SCENE_COLUMNS) + " |", "|" + "---|" * len(SCENE_COLUMNS)]
+    for r in rows:
+        cells = []
+        for _, key, spec in SCENE_COLUMNS:
+            if key == "reg":
+                v = f"{r['registered']}/{r['frames']}"
+            elif key == "focal":
+                v = f"{r['focal_px']:.1f} ({r['focal_gt']:.0f})" if np.isfinite(r.get("focal_px", np.nan)) else "-"
+            elif key == "camera_fixed":
+                v = (r.get(key) or "free") if r["method"] in ("bundled", "klt") and "error" not in r else "-"
+                if r.get("failure"):
+                    v = f"failed: {r['failure']}"
+                v = v.replace("|", "/")
+            else:
+                v = r.get(key)
+                if v is None or (isinstance(v, float) and not np.isfinite(v)):
+                    v = "-"
+                elif spec.endswith("%"):
+                    v = format(v, spec[:-1]) + "%"
+                elif spec:
+                    v = format(v, spec)
+            cells.append(str(v))
+        if "error" in r:
+            cells[-1] += f" (error: {r['error'][:60]})"
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def cpu_model() -> str:
+    """``lscpu``'s Model name (falls back to /proc/cpuinfo)."""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def write_scene_results(rows: list[dict], command: str, out_dir: Path = RESULTS) -> tuple[Path, Path]:
+    """``reconstruct_scenes.json`` and ``.md``: rows of earlier runs are kept unless this run re-measured the
+    same (dataset, method), so the slow methods can be run one at a time. Each row keeps its date and CPU."""
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out_dir / "reconstruct_scenes.json", out_dir / "reconstruct_scenes.md"
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    cpu = cpu_model()
+    threads = torch.get_num_threads()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    new = [{**r, "date": now, "cpu_model": cpu, "torch_threads": threads, "gpu": gpu, "command": command}
+           for r in rows]
+    old = []
+    if jpath.exists():
+        try:
+            old = json.loads(jpath.read_text()).get("rows", [])
+        except (json.JSONDecodeError, AttributeError):
+            old = []
+    done = {(r["dataset"], r["method"]) for r in new}
+    order = {m: i for i, m in enumerate(SCENE_METHODS)}
+    merged = sorted([r for r in old if (r["dataset"], r["method"]) not in done] + new,
+                    key=lambda r: (SCENES.index(r["dataset"]) if r["dataset"] in SCENES else 99,
+                                   order.get(r["method"], 99)))
+    payload = {"benchmark": "reconstruct_accuracy (rendered scenes)", "date": now, "cpu_model": cpu,
+               "torch_threads": threads, "gpu": gpu, "command": command, "rows": merged}
+    jpath.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    runs = sorted({(r.get("date", "?"), r.get("cpu_model", "?"), r.get("gpu"), r.get("torch_threads"))
+                   for r in merged})
+    lines = ["# Reconstruction on the rendered scenes (static_room, dynamic_room)", "",
+             "Written by `benchmarks/reconstruct_accuracy.py --write-results` (metrics: see its docstring). "
+             "ATE is a share of the path radius; focal error vs gt K[0,0]; \"points on movers\": scene points "
+             "whose track starts on a moving object; camera fixed \"free\" = the free camera was kept.", "",
+             "Measured:"]
+    lines += [f"- {d}: CPU {c}, {t} torch threads" + (f", GPU {g}" if g else "") for d, c, g, t in runs]
+    lines += ["", fmt_scenes(merged), ""]
+    mpath.write_text("\n".join(lines))
+    return jpath, mpath
 
 
 # ----------------------------------------------------------------------------- main
@@ -254,25 +504,56 @@ def fmt(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=["fox", "fountain-P11", "bear", "paragliding"])
-    ap.add_argument("--methods", nargs="*", default=["tracks:klt", "tracks:klt+sift", "colmap:seq", "colmap:exh"])
+    real_methods = ["tracks:klt", "tracks:klt+sift", "colmap:seq", "colmap:exh"]
+    ap.add_argument("--datasets", nargs="+", default=["fox", "fountain-P11", "bear", "paragliding"],
+                    help="real data (fox, fountain-P11, entry-P10, castle-P30, bear, paragliding) and/or the "
+                         f"rendered scenes ({', '.join(SCENES)})")
+    ap.add_argument("--methods", nargs="*", default=None,
+                    help=f"real data: {' '.join(real_methods)} (default: all); rendered scenes: "
+                         f"{' '.join(SCENE_METHODS)} (default: bundled klt colmap:seq). A method that does not "
+                         "apply to a dataset is skipped")
     ap.add_argument("--tracks", nargs="*", default=[], metavar="DATASET=PATH",
                     help="extra tracks.npz per dataset (tracked on the same frames at --max-side)")
-    ap.add_argument("--max-side", type=int, default=960)
+    ap.add_argument("--max-side", type=int, default=960, help="real data only (the scenes use --scene-max-side)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    g = ap.add_argument_group("rendered scenes (as `cotracker3 run` would process them)")
+    g.add_argument("--scene-frames-target", type=int, default=48, help="load_input's num_frames_target")
+    g.add_argument("--scene-max-side", type=int, default=640, help="load_input's max_side")
+    g.add_argument("--grid-size", type=int, default=16, help="bundled: query grid per query frame")
+    g.add_argument("--num-query-frames", type=int, default=3, help="bundled: frames with a query grid")
+    g.add_argument("--device", default="auto", help="bundled: torch device (auto: CUDA if present, else CPU)")
+    g.add_argument("--max-frames", type=int, default=None,
+                   help="only the first N decoded frames (quick checks; not comparable with full rows)")
+    g.add_argument("--write-results", action="store_true",
+                   help="write the scene rows to benchmarks/results/reconstruct_scenes.json and .md (rows of "
+                        "earlier runs for other dataset/method pairs are kept)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     extra = dict(s.split("=", 1) for s in args.tracks)
 
-    rows = []
+    rows, scene_rows = [], []
     for name in args.datasets:
+        if name in SCENES:
+            methods = args.methods if args.methods is not None else ["bundled", "klt", "colmap:seq"]
+            skipped = [m for m in methods if m not in SCENE_METHODS]
+            if skipped:
+                print(f"{name}: skipping {skipped} (scene methods: {' '.join(SCENE_METHODS)})", flush=True)
+            sd = load_scene(name, args.scene_frames_target, args.scene_max_side, args.max_frames)
+            for method in (m for m in methods if m in SCENE_METHODS):
+                scene_rows.append(run_scene_method(sd, method, args))
+                print(json.dumps(scene_rows[-1], default=float), flush=True)
+            continue
         if name == "fox":
             ds = load_fox(args.max_side)
         elif name in ("fountain-P11", "entry-P10", "castle-P30"):
             ds = load_strecha(name, args.max_side)
         else:
             ds = load_video(f"{name}.mp4", stride=2, max_side=args.max_side)
-        methods = list(args.methods) + (["tracks:npz"] if name in extra else [])
+        methods = list(args.methods if args.methods is not None else real_methods)
+        skipped = [m for m in methods if m not in real_methods]
+        if skipped:
+            print(f"{name}: skipping {skipped} (methods for real data: {' '.join(real_methods)})", flush=True)
+        methods = [m for m in methods if m in real_methods] + (["tracks:npz"] if name in extra else [])
         for method in methods:
             if method == "colmap:exh" and ds.video and len(ds.frames) > 40 and name != "fox":
                 continue  # sequential matching is the fair baseline for long videos
@@ -297,10 +578,23 @@ def main() -> None:
                 wfc, info = np.full((len(ds.frames), 4, 4), np.nan), {"error": str(e)[:80]}
             rows.append(evaluate(ds, method, wfc, info, time.perf_counter() - t0))
             print(json.dumps(rows[-1], default=float), flush=True)
-    print()
-    print(fmt(rows))
+    if rows:
+        print()
+        print(fmt(rows))
+    if scene_rows:
+        print()
+        print(fmt_scenes(scene_rows))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=float))
+        args.json.write_text(json.dumps(rows + scene_rows, indent=2, default=float))
+    if args.write_results:
+        if not scene_rows:
+            print("--write-results: no rendered-scene rows to write")
+        elif args.max_frames:
+            print("--write-results: not written (--max-frames rows are not comparable)")
+        else:
+            command = "python benchmarks/reconstruct_accuracy.py " + " ".join(sys.argv[1:])
+            for path in write_scene_results(scene_rows, command):
+                print(f"wrote {path}")
 
 
 if __name__ == "__main__":
