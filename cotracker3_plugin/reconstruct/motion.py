@@ -64,7 +64,10 @@ class MotionConfig:
     vote_neighbors: int = 8
     """Labelled observations that vote on each pixel of the moving masks."""
     vote_share: float = 0.35
-    """A pixel is moving when at least this share of its voters are dynamic."""
+    """A pixel is moving when at least this share of its voters are dynamic ..."""
+    min_votes: int = 3
+    """... and at least this many of them: one failed track is a tracking error, a moving subject makes
+    its neighbours fail with it."""
     mask_evidence_factor: float = 8.0
     """An observation votes "moving" in the masks when it lies this many times the multi-view limit from its
     track's static point: tracks beside a subject drift a few px (their window straddles the motion
@@ -184,8 +187,9 @@ def moving_masks(xy: np.ndarray, usable: np.ndarray, moving: np.ndarray, labelle
         near = np.isfinite(d)
         dyn = np.zeros_like(near)
         dyn[near] = moving[t, obs][nn[near]]
-        share = dyn.sum(1) / np.maximum(near.sum(1), 1)
-        m = (share >= cfg.vote_share).reshape(gx.shape).astype(np.uint8)
+        votes = dyn.sum(1)
+        share = votes / np.maximum(near.sum(1), 1)
+        m = ((share >= cfg.vote_share) & (votes >= cfg.min_votes)).reshape(gx.shape).astype(np.uint8)
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
         # Close the gaps between voters (holes where no observation is near), then grow by the margin.
         side = 2 * int(np.ceil(radius)) + 1
