@@ -34,6 +34,7 @@ _LAZY = {
     "iter_frames": "cotracker3_plugin.io",
     "write_overlay": "cotracker3_plugin.io",
     "load_model": "cotracker3_plugin.weights",
+    "resolve_device": "cotracker3_plugin.device",
     "save_checkpoint": "cotracker3_plugin.weights",
     "track": "cotracker3_plugin.predict",
     "sharpen_tracks": "cotracker3_plugin.refine",

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -153,6 +153,9 @@ def _write_outputs(out: Path, tracks: Tracks, result, cfg: Config, sw: Stopwatch
     with sw("export"):
         if write_tracks:
             tracks.save(out / "tracks.npz")
+        if result.report.frames_registered < 2:  # no 3D: the tracks and the report say why
+            write_summary(out / "report.json", {**extra, **result.report.as_dict()})
+            return
         scene.save(out / "scene.npz")
         names = [n.replace(".png", f".{cfg.image_ext.lstrip('.')}") for n in
                  default_image_names(scene.num_frames)]
@@ -188,8 +191,8 @@ def run(cfg: Config) -> int:
             clip = _decode(src, opts, bars)
         tracks = _track(cfg, clip, sw, bars)
 
-    stages = ["correspondences", "sift", "mapping", "triangulation", "bundle_adjustment", "triangulation_final",
-              "cleanup"]
+    stages = ["correspondences", "sift", "motion", "keyframes", "calibration", "mapping", "triangulation",
+              "bundle_adjustment", "triangulation_final", "motion_final", "cleanup"]
     with sw("reconstruct"), progress_bar(len(stages), "reconstruct", enabled=bars, unit="stage") as adv:
         seen: list[str] = []
 
@@ -200,7 +203,9 @@ def run(cfg: Config) -> int:
             log.debug("reconstruction stage: %s", name)
 
         result = reconstruct_detailed(tracks, clip, cfg.reconstruct, progress=on_stage)
-    if result.scene.num_registered < 2:
+    tracks = replace(tracks, dynamic=result.dynamic[:tracks.num_points])
+    no_3d = result.scene.num_registered < 2
+    if no_3d:
         log.warning("Only %d of %d frames got a camera pose. Try a denser grid (--grid-size), more "
                     "query frames, --reconstruct.mapper global, or a video with more camera motion.",
                     result.scene.num_registered, result.scene.num_frames)
@@ -217,7 +222,7 @@ def run(cfg: Config) -> int:
         if (out / "colmap").exists():
             shutil.rmtree(out / "colmap")
         extra["wall_s"] = round(time.perf_counter() - t0, 3)
-        _write_outputs(out, tracks, result, cfg, sw, write_tracks=False, extra=extra)
+        _write_outputs(out, tracks, result, cfg, sw, write_tracks=True, extra=extra)
     else:
         out = cfg.output if cfg.output is not None else Path("outputs") / src.stem
         with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
@@ -228,7 +233,14 @@ def run(cfg: Config) -> int:
                     shutil.copyfile(src / "summary.json", p)
 
     rep = result.report
+    if no_3d:
+        raise UserError(f"No 3D from {src}: {rep.failure or 'no frame got a camera pose'}. The tracks were "
+                        f"written to {out / 'tracks.npz'} and the report to {out / 'report.json'}.")
+    cal = rep.calibration
+    focal = (f"focal {rep.focal:.0f} px ({rep.focal_prior}"
+             + ("" if cal.get("determined", True) else ", NOT determined by the video: pass --reconstruct.focal")
+             + ")")
     print(f"Registered {rep.frames_registered}/{rep.frames} frames, {rep.points} points, mean "
-          f"reprojection error {rep.mean_reprojection_error:.2f} px, in "
-          f"{time.perf_counter() - t0:.1f} s -> {out}/")
+          f"reprojection error {rep.mean_reprojection_error:.2f} px, {focal}, {rep.tracks_moving} moving "
+          f"tracks, in {time.perf_counter() - t0:.1f} s -> {out}/")
     return 0

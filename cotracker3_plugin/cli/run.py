@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ import tyro
 
 from cotracker3_plugin.errors import OutputExistsError, UserError
 from cotracker3_plugin.reconstruct import ReconstructConfig
+from cotracker3_plugin.reconstruct.densify import DensifyConfig
 
 log = logging.getLogger("cotracker3_plugin.cli")
 
@@ -52,6 +53,16 @@ class Config:
     """Torch device: auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …"""
     reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
     """Options of the camera and point estimation (pycolmap)."""
+    dense: bool = True
+    """After the cameras, track a dense grid and triangulate it with the solved cameras: sparse_pc.ply (what
+    splatfacto starts from) then holds the dense cloud, sfm_pc.ply the structure-from-motion points."""
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    """Options of the dense cloud (--densify.grid-size sets its density)."""
+    dense_tracker: Literal["auto", "klt", "model"] = "auto"
+    """Tracker of the dense grid: auto = KLT for the bundled small model (as accurate on the dense
+    cloud and ~100x faster: benchmarks/densify.py) and for --tracker klt, the model otherwise."""
+    masks: bool = True
+    """Write masks/ of the moving subjects for nerfstudio (mask_path per frame; 0 = ignore)."""
     overwrite: bool = False
     """Replace the output folder if it exists."""
     view: bool = False
@@ -93,13 +104,14 @@ def run(cfg: Config) -> int:
                              tracker=cfg.tracker, model=cfg.model, max_side=cfg.max_side,
                              grid_size=cfg.grid_size, num_query_frames=cfg.num_query_frames,
                              device=cfg.device, overwrite=cfg.overwrite, verbose=cfg.verbose,
-                             reconstruct=cfg.reconstruct)
+                             reconstruct=cfg.reconstruct, masks=cfg.masks)
     sw = Stopwatch()
     bars = show_progress()
     with sw("decode"):
         clip = load_input(video, cfg.num_frames_target, cfg.max_side)
     log.info("Decoded %d frames of %dx%d from %s", clip.num_frames, clip.width, clip.height, video)
 
+    model = None
     with sw("track"):
         queries = query_grid(clip, cfg.grid_size, cfg.num_query_frames)
         if cfg.tracker == "klt":
@@ -120,8 +132,22 @@ def run(cfg: Config) -> int:
     with sw("reconstruct"):
         result = reconstruct_detailed(tracks, clip, cfg.reconstruct)
     scene, report = result.scene, result.report
+    tracks = replace(tracks, dynamic=result.dynamic[:tracks.num_points])
     log.info("%d of %d frames registered, %d points", scene.num_registered, scene.num_frames,
              len(scene.points))
+    if scene.num_registered < 2 or len(scene.points) == 0:
+        _write_tracks_only(output, tracks, report, cfg, video)
+        why = report.failure or f"{scene.num_registered} frames got a pose and {len(scene.points)} points"
+        raise UserError(f"No 3D from {video}: {why}. The tracks were written to {output / 'tracks.npz'} "
+                        f"(view them with `cotracker3 view {output}`).")
+
+    cloud = None
+    if cfg.dense:
+        from cotracker3_plugin.reconstruct.densify import densify, make_track_fn
+
+        with sw("densify"), progress_callback("densify", enabled=bars, unit="chunks") as cb:
+            cloud = densify(scene, clip, make_track_fn(_dense_tracker(cfg, model)), cfg.densify, progress=cb)
+        log.info("dense cloud: %d points", len(cloud))
 
     summary: dict = {}
 
@@ -141,22 +167,32 @@ def run(cfg: Config) -> int:
             "points": int(len(scene.points)),
             "mean_reprojection_error_px": (round(float(scene.point_errors.mean()), 4)
                                            if len(scene.point_errors) else None),
+            "dense_points": len(cloud) if cloud is not None else None,
+            "dense": cloud.stats.as_dict() if cloud is not None else None,
             "camera": {"focal_px": round(report.focal, 2), "focal_prior": report.focal_prior,
+                       "focal_determined": bool(report.calibration.get("determined", False)),
+                       "calibration": report.calibration,
                        "camera_fixed": report.camera_fixed, "tracks_refined": report.tracks_refined,
                        "sift_tracks": report.sift_tracks},
+            "motion": {"tracks_moving": report.tracks_moving,
+                       "moving_pixel_share": round(report.moving_pixel_share, 4),
+                       "masks": bool(cfg.masks and report.moving_pixel_share > 0)},
+            "provenance": _provenance(tracks),
+            "reconstruct_runtime_s": report.runtime_s,
             "tracker": cfg.tracker,
             "model": tracks.meta.get("model", cfg.model or "bundled"),
             "runtime_s": runtime,
             "outputs": {"dataset": str(output), "transforms": str(output / "transforms.json"),
                         "colmap": str(output / "colmap" / "sparse" / "0"),
-                        "points": str(output / "sparse_pc.ply"), "tracks": str(output / "tracks.npz")},
+                        "points": str(output / "sparse_pc.ply"), "sfm_points": str(output / "sfm_pc.ply"),
+                        "tracks": str(output / "tracks.npz")},
         })
         write_summary(folder / "summary.json", summary)
 
     export_start = time.perf_counter()
     with sw("export"):
         process_data(clip, output, pcfg, tracker=tracks, scene=scene, scene_tracks=result.tracks,
-                     extra=write_run_summary)
+                     dense=cloud, extra=write_run_summary)
     _print_summary(summary)
     if cfg.view:
         from cotracker3_viser.cli import Config as ViewConfig
@@ -166,8 +202,54 @@ def run(cfg: Config) -> int:
     return 0
 
 
+def _dense_tracker(cfg: Config, model):
+    """What tracks the dense grid: the model, or "klt" (see ``Config.dense_tracker``)."""
+    if model is None or cfg.dense_tracker == "klt":
+        return "klt"
+    if cfg.dense_tracker == "model":
+        return model
+    return "klt" if str(getattr(model, "weights_label", "")).startswith("bundled") else model
+
+
+def _provenance(tracks) -> dict[str, float]:
+    from cotracker3_plugin.refine import provenance
+
+    return {k: round(v, 4) for k, v in provenance(tracks).items()}
+
+
+def _write_tracks_only(output: Path, tracks, report, cfg: Config, video: Path) -> None:
+    """What is left when no 3D can be had: the tracks and a summary saying why, written atomically."""
+    from cotracker3_plugin._atomic import atomic_dir
+    from cotracker3_plugin.cli._common import write_summary
+
+    with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
+        tracks.save(tmp / "tracks.npz")
+        write_summary(tmp / "summary.json", {"video": str(video.resolve()), "frames": tracks.num_frames,
+                                              "tracks": tracks.num_points, "frames_registered": report.frames_registered,
+                                              "no_3d": report.failure or "no frame got a pose",
+                                              "no_parallax": report.no_parallax, "report": report.as_dict()})
+
+
+def _camera_line(s: dict) -> str:
+    cam = s["camera"]
+    cal = cam.get("calibration") or {}
+    if cam["camera_fixed"]:
+        how = "held fixed: the free camera failed"
+    elif cal.get("source") == "self-calibrated":
+        rise = cal.get("rise_at_10pct", float("nan"))
+        how = (f"self-calibrated {cal['focal']:.0f} px (+{100 * rise:.0f}% cost 10% away), refined in bundle "
+               "adjustment")
+    elif cal and not cal.get("determined", True):
+        how = f"NOT determined by the video: assumed {cal.get('focal', 0):.0f} px; pass --reconstruct.focal"
+    else:
+        how = cam["focal_prior"]
+    return f"Camera     focal {cam['focal_px']:.0f} px ({how})"
+
+
 def _print_summary(s: dict) -> None:
     t = s["runtime_s"]
+    p = s.get("provenance") or {}
+    m = s.get("motion") or {}
     lines = [
         "",
         f"Frames     {s['frames']} ({s['frame_size_hw'][1]}x{s['frame_size_hw'][0]})",
@@ -175,9 +257,14 @@ def _print_summary(s: dict) -> None:
         + (f" + {s['camera']['sift_tracks']} SIFT feature tracks" if s["camera"]["sift_tracks"] else ""),
         f"Registered {s['frames_registered']} of {s['frames']} frames"
         + (" (tracks refined by Lucas-Kanade)" if s["camera"]["tracks_refined"] else ""),
-        f"Camera     focal {s['camera']['focal_px']:.0f} px" + (" (held fixed: the free camera failed)"
-                                                            if s["camera"]["camera_fixed"] else ""),
-        f"Points     {s['points']}",
+        _camera_line(s),
+        f"Moving     {m.get('tracks_moving', 0)} tracks, {100 * m.get('moving_pixel_share', 0):.1f}% of the pixels"
+        + (" (masks/ written for nerfstudio)" if m.get("masks") else ""),
+        f"Positions  {100 * p.get('klt', 0):.0f}% chained KLT, {100 * p.get('lk', 0):.0f}% network + Lucas-Kanade, "
+        f"{100 * p.get('network', 1):.0f}% network as is"
+        + (" (then Lucas-Kanade-refined for mapping)" if s["camera"]["tracks_refined"] else ""),
+        f"Points     {s['points']} from structure from motion"
+        + (f", {s['dense_points']} dense (sparse_pc.ply)" if s.get("dense_points") is not None else ""),
         "Runtime    " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()),
         f"Dataset    {s['outputs']['dataset']}  (ns-train splatfacto --data {s['outputs']['dataset']})",
         f"Viewer     cotracker3 view {s['outputs']['dataset']}",

@@ -231,9 +231,13 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
     est = FocalEstimate(f_hat, "self-calibrated", True, rise, curv, rel_std, float(np.sqrt(cs[i])), full)
     edge = f_min <= lo * (1 + cfg.coarse_step) or f_min >= hi / (1 + cfg.coarse_step)
     if edge or evidence < cfg.min_evidence:
-        why = ("the cost keeps falling to the edge of the range" if edge else
-               f"the cost barely changes with the focal length: +{100 * rise:.3f}% 10% away from its minimum "
-               f"over {n_obs} observations")
+        if edge:
+            why = "the cost keeps falling to the edge of the range"
+        elif not np.isfinite(rise):
+            why = "the sweep could not solve the cameras 10% away from its minimum"
+        else:
+            why = (f"the cost barely changes with the focal length: +{100 * rise:.3f}% 10% away from its "
+                   f"minimum over {n_obs} observations")
         est.focal, est.source, est.determined = fb_focal, fb_source, False
         est.message = (f"the video does not determine the focal length ({why}; best guess {f_hat:.0f} px): "
                        f"using {fb_focal:.0f} px ({fb_source}); pass --reconstruct.focal if you know it")

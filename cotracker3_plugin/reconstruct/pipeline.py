@@ -394,6 +394,25 @@ def _residual_limit(sol: CameraSolution, motion: MotionConfig) -> float:
     return max(motion.multiview_min_error, motion.multiview_factor * ref)
 
 
+def _no_scene(tracks: Tracks, clip: Clip | None, rep: ReconstructReport, dynamic: np.ndarray,
+              times: dict[str, float], stage: Callable[[str], None]) -> ReconstructResult:
+    """The result when no camera can be solved: every frame unregistered, no point."""
+    T = tracks.num_frames
+    size = tracks.frame_size
+    stage("end")
+    rep.frames_registered, rep.unregistered_frames = 0, list(range(T))
+    names = list(times)
+    rep.runtime_s = {a: round(times[b] - times[a], 3) for a, b in zip(names[:-1], names[1:])}
+    side = max(size)
+    K = np.array([[1.2 * side, 0, (size[1] - 1) / 2], [0, 1.2 * side, (size[0] - 1) / 2], [0, 0, 1.0]])
+    scene = Scene(intrinsics=K[None], image_size=size, camera_index=np.zeros(T, np.int64),
+                  world_from_cam=np.full((T, 4, 4), np.nan), registered=np.zeros(T, bool), points=np.zeros((0, 3)),
+                  colors=np.zeros((0, 3), np.uint8), track_ids=np.zeros(0, np.int64),
+                  frame_indices=np.arange(T, dtype=np.int64), point_errors=np.zeros(0))
+    return ReconstructResult(scene, rep, replace(tracks, dynamic=dynamic), dynamic,
+                             np.zeros((T, *size), dtype=bool))
+
+
 def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None,
                          *, exclude_mask: np.ndarray | None = None,
                          progress: Callable[[str], None] | None = None) -> ReconstructResult:
@@ -468,6 +487,16 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     dynamic = seg.dynamic.copy()
     labelled = seg.tested_pairs >= cfg.motion.min_pairs
 
+    # -- no parallax, no 3D: a camera that only turned (or stood still), or a single plane --------
+    parallax = parallax_share(xy_f, usable_all[frames] & ~dynamic[None], threshold=cfg.motion.threshold)
+    if parallax < MIN_PARALLAX_SHARE:
+        rep.no_parallax = True
+        rep.failure = (f"the static tracks follow one homography ({parallax:.1%} off it): the camera only turned "
+                       "or stood still (or the scene is one plane), so no 3D can be had from this video. Film "
+                       "while walking around the subject")
+        log.warning("%s", rep.failure)
+        return _no_scene(tracks, clip, rep, dynamic, times, stage)
+
     # -- key frames: cameras at a trial focal for the multi-view test and the calibration ------
     known_focal, known_source = _focal_prior(cfg, clip, size)
     keys = frames[select_frames(len(frames), 1, cfg.calibration.max_keyframes)]
@@ -524,13 +553,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     sol = solve_cameras(camera_model=cfg.camera_model, focal=est.focal, refine_focal=not given_fixed,
                         refine_while_mapping=not est.determined, **solve)
     if sol.failure:
-        parallax = parallax_share(xy_f, usable_f, threshold=cfg.motion.threshold)
-        if parallax < MIN_PARALLAX_SHARE:
-            rep.no_parallax = True
-            sol.failure += (f"; the static tracks follow one homography ({parallax:.1%} off it): the camera only "
-                            "turned or stood still (or the scene is one plane), so no 3D can be had from this video. "
-                            "Film while walking around the subject")
-        elif cfg.constrained_retry and not (given_fixed and cfg.camera_model == "SIMPLE_PINHOLE"):
+        if cfg.constrained_retry and not (given_fixed and cfg.camera_model == "SIMPLE_PINHOLE"):
             log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px, %s)",
                         sol.failure, est.focal, est.source)
             retry = solve_cameras(camera_model="SIMPLE_PINHOLE", focal=est.focal, refine_focal=False,

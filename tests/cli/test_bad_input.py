@@ -214,3 +214,21 @@ def test_disk_full_while_writing_the_dataset_images(tmp_path, capsys, monkeypatc
     assert "disk is full" in err and f"{tmp_path / 'dataset' / 'images' / 'a.png'}." in err, err
     assert ".partial" not in err and not (tmp_path / "dataset").exists()
     _no_leftovers(tmp_path)
+
+
+def test_a_pan_without_parallax_says_no_3d_and_still_writes_the_tracks(make_video, tmp_path, capsys):
+    # A camera that only turns (here: the image slides across the frame, one homography): no depth can
+    # be measured. The run must say so and why, and leave the tracks, complete, and nothing else.
+    import cv2
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (200, 480, 3), dtype=np.uint8), (5, 5), 0)
+    frames = np.stack([texture[20:180, 4 * i: 4 * i + 240] for i in range(24)])
+    video = make_video("pan.mp4", frames=frames)
+    out = tmp_path / "out"
+    err = _fails(["run", str(video), "--tracker", "klt", "--output", str(out), "--no-dense"], capsys,
+                 "no 3d", "camera only turned", "tracks were written")
+    assert "Film while walking around the subject" in err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "tracks.npz"]
+    assert Tracks.load(out / "tracks.npz").num_frames == 24
+    _no_leftovers(tmp_path)

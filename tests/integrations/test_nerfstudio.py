@@ -245,3 +245,49 @@ def test_end_to_end_with_pycolmap_mapping(tmp_path):
     err = compare_poses(est[keep], truth.world_from_cam[keep])
     assert err.num_registered == T - 1
     assert err.rotation_error_max_deg < 1.0 and err.ate_relative < 0.01
+
+
+def test_moving_masks_and_dense_cloud_load_with_nerfstudio(tmp_path):
+    """Masks of moving pixels (0 = ignore) at every downscale, mask_path per frame, and the dense cloud
+    as ``ply_file_path`` (what splatfacto starts from), as nerfstudio's own parser and loaders read them."""
+    import dataclasses
+
+    import torch
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from nerfstudio.data.utils.data_utils import get_image_mask_tensor_from_path
+
+    from cotracker3_plugin.reconstruct.densify import DenseCloud
+
+    clip, tracks, scene = synthetic()
+    moving = np.zeros((T, H, W), bool)
+    moving[:, 20:60, 30:90] = True  # a subject in every frame
+    scene = dataclasses.replace(scene, moving_masks=moving)
+    rng = np.random.default_rng(1)
+    dense_pts = rng.uniform(-1, 1, (500, 3))
+    dense = DenseCloud(dense_pts, rng.integers(0, 255, (500, 3), dtype=np.uint8), np.zeros(500),
+                       np.full(500, 3), np.zeros(500, np.int64), np.zeros((500, 2)))
+    out = tmp_path / "ds"
+    process_data(clip, out, ProcessDataConfig(num_downscales=1), tracker=tracks, scene=scene, dense=dense)
+    meta = json.loads((out / "transforms.json").read_text())
+    assert all(f["mask_path"] == "masks/" + Path(f["file_path"]).name for f in meta["frames"])
+    assert (out / "masks_2" / "frame_00001.png").is_file() and (out / "sfm_pc.ply").is_file()
+    parser = NerfstudioDataParserConfig(data=out, orientation_method="none", center_method="none",
+                                        auto_scale_poses=False, load_3D_points=True, downscale_factor=1,
+                                        eval_mode="all").setup()
+    outputs = parser.get_dataparser_outputs("train")
+    assert len(outputs.mask_filenames) == T - 1
+    mask = get_image_mask_tensor_from_path(outputs.mask_filenames[0])
+    assert mask.shape == (H, W, 1) and mask.dtype == torch.bool
+    assert not mask[20:60, 30:90].any() and mask[:20].all() and mask[60:].all()
+    half = get_image_mask_tensor_from_path(out / "masks_2" / "frame_00001.png")
+    assert half.shape == (H // 2, W // 2, 1) and not half[10:30, 15:45].any()
+    # sparse_pc.ply is the dense cloud, in nerfstudio's world (x, z, -y of the Scene's).
+    pts = outputs.metadata["points3D_xyz"].numpy()
+    assert pts.shape == (500, 3)
+    want = dense_pts[:, [0, 2, 1]] * np.array([1, 1, -1])
+    np.testing.assert_allclose(np.sort(pts, axis=0), np.sort(want, axis=0), atol=1e-4)
+    # --no-masks: no masks, no mask_path.
+    out2 = tmp_path / "ds2"
+    process_data(clip, out2, ProcessDataConfig(num_downscales=1, masks=False), tracker=tracks, scene=scene)
+    assert not (out2 / "masks").exists()
+    assert "mask_path" not in json.loads((out2 / "transforms.json").read_text())["frames"][0]

@@ -7,6 +7,8 @@ The output folder has exactly the layout ``ns-process-data`` writes::
     colmap/sparse/0/                cameras.bin, images.bin, points3D.bin (COLMAP binary model)
     transforms.json                 intrinsics, distortion, per-frame ``transform_matrix``
     sparse_pc.ply                   the 3D points (``ply_file_path`` in transforms.json)
+    masks/frame_00001.png ...       when something moves: 0 on moving subjects, 255 elsewhere (``mask_path``
+    masks_2/ ...                    per frame in transforms.json), at every downscale
 
 plus ``tracks.npz`` (the point tracks, :class:`cotracker3_plugin.tracks.Tracks`) and
 ``scene.npz`` (the reconstruction, :class:`cotracker3_plugin.reconstruct.Scene`).
@@ -79,6 +81,10 @@ class ProcessDataConfig:
     """Number of frames, spread over the clip, that get a query grid (tracked forward and backward), so that scene content entering late is tracked too."""
     camera_type: Literal["perspective", "pinhole", "simple_pinhole"] = "perspective"
     """Camera model: perspective (OpenCV radial-tangential distortion), pinhole (fx, fy, cx, cy) or simple_pinhole (one focal length)."""
+    masks: bool = True
+    """Write masks/ (and masks_2/, ... for the downscales) of the moving subjects the reconstruction found, 0 = moving
+    (ignored by nerfstudio's training), and a mask_path per frame in transforms.json, so that splatfacto / nerfacto
+    do not bake moving people into the scene. Written only when something moves; --no-masks to opt out."""
     skip_image_processing: bool = False
     """Do not write images/ and its downscaled copies. With --overwrite, the image folders of the existing output folder are kept; otherwise copy the frames there yourself."""
     device: str = "auto"
@@ -151,6 +157,50 @@ def write_images(frames: np.ndarray, image_dir: Path, names: list[str], num_down
                 raise OSError(e.errno, e.strerror, str(d / name)) from e
 
 
+def write_masks(moving: np.ndarray, mask_dir: Path, names: list[str], num_downscales: int) -> None:
+    """nerfstudio masks from (T, H, W) bool moving pixels: 0 = ignore, 255 = use; ``masks_2/`` ... beside
+    ``mask_dir`` at the images' downscaled sizes (a downscaled pixel is ignored if any of its pixels moves)."""
+    h, w = moving.shape[1:]
+    factors = [2**i for i in range(num_downscales + 1)]
+    dirs = [mask_dir if f == 1 else mask_dir.with_name(f"{mask_dir.name}_{f}") for f in factors]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    for m, name in zip(moving, names):
+        moving_u8 = m.astype(np.uint8) * 255
+        for f, d in zip(factors, dirs):
+            small = moving_u8 if f == 1 else cv2.resize(moving_u8, (max(1, w // f), max(1, h // f)),
+                                                        interpolation=cv2.INTER_AREA)
+            ok, data = cv2.imencode(".png", np.where(small > 0, 0, 255).astype(np.uint8))
+            if not ok:
+                raise ValueError(f"OpenCV cannot encode the mask {name}")
+            (d / Path(name).with_suffix(".png").name).write_bytes(data.tobytes())
+
+
+def _write_dense(dense, folder: Path) -> None:
+    """sparse_pc.ply <- the dense cloud (in nerfstudio's world, as ``ply_file_path`` is read);
+    the structure-from-motion points nerfstudio's converter wrote there -> sfm_pc.ply."""
+    import json
+
+    from cotracker3_plugin.reconstruct.densify import write_dense_ply
+
+    meta = json.loads((folder / "transforms.json").read_text())
+    ply = folder / meta.get("ply_file_path", "sparse_pc.ply")
+    if ply.exists():
+        ply.rename(folder / "sfm_pc.ply")
+    transform = np.asarray(meta["applied_transform"], dtype=np.float64) if "applied_transform" in meta else None
+    write_dense_ply(dense, ply, transform=transform)
+
+
+def add_mask_paths(transforms: Path, mask_dir_name: str = "masks") -> None:
+    """Give every frame of ``transforms.json`` the ``mask_path`` of the mask named like its image."""
+    import json
+
+    meta = json.loads(transforms.read_text())
+    for frame in meta["frames"]:
+        frame["mask_path"] = f"{mask_dir_name}/{Path(frame['file_path']).with_suffix('.png').name}"
+    transforms.write_text(json.dumps(meta, indent=4))
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -190,7 +240,7 @@ def default_tracker(config: ProcessDataConfig) -> Tracker:
         return klt
 
     def cotracker(clip: Clip) -> Tracks:
-        from cotracker3_plugin.cli._common import resolve_device
+        from cotracker3_plugin.device import resolve_device
         from cotracker3_plugin.predict import track
         from cotracker3_plugin.weights import load_model
 
@@ -239,10 +289,7 @@ def _scene_with_camera_type(scene: Scene, camera_type: str) -> Scene:
     if np.any(scene.distortion):
         log.warning("camera type %s has no distortion; dropping the estimated k1 k2 p1 p2 = %s",
                     camera_type, np.round(scene.distortion, 5).tolist())
-    return Scene(intrinsics=k, image_size=scene.image_size, camera_index=scene.camera_index,
-                 world_from_cam=scene.world_from_cam, registered=scene.registered, points=scene.points,
-                 colors=scene.colors, track_ids=scene.track_ids, distortion=np.zeros(4),
-                 frame_indices=scene.frame_indices, point_errors=scene.point_errors)
+    return dataclasses.replace(scene, intrinsics=k, distortion=np.zeros(4))
 
 
 # --------------------------------------------------------------------------- main entry
@@ -256,6 +303,7 @@ def process_data(
     tracker: Tracker | Tracks | None = None,
     scene: Scene | None = None,
     scene_tracks: Tracks | None = None,
+    dense=None,
     extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Turn a video (or image folder, or :class:`Clip`) into a nerfstudio dataset at ``output_dir``.
@@ -268,8 +316,11 @@ def process_data(
             or precomputed :class:`Tracks` (pixels of the clip's frames).
         scene: a precomputed reconstruction of these tracks (skips pycolmap mapping).
         scene_tracks: the tracks ``scene.track_ids`` index (``ReconstructResult.tracks``: the tracks
-            plus SIFT feature tracks), for the points' 2D observations in the COLMAP model; default:
-            the tracks.
+            plus SIFT feature tracks, with their ``dynamic`` flags), for the points' 2D observations in
+            the COLMAP model; default: the tracks. The moving-subject masks come from ``scene.moving_masks``.
+        dense: a :class:`~cotracker3_plugin.reconstruct.densify.DenseCloud` of the scene: then
+            ``sparse_pc.ply`` (``ply_file_path``, what splatfacto initialises from) holds it, and the
+            structure-from-motion points move to ``sfm_pc.ply``.
         extra: writes more files into the dataset (called with its temporary folder, so they
             land atomically with the rest).
 
@@ -307,6 +358,8 @@ def process_data(
             rcfg = dataclasses.replace(rcfg, camera_model=CAMERA_TYPES[config.camera_type])
         result = reconstruct_detailed(tracks, clip, rcfg)
         scene, scene_tracks = result.scene, result.tracks
+    if scene_tracks is not None and scene_tracks.dynamic is not None and tracks.dynamic is None:
+        tracks = dataclasses.replace(tracks, dynamic=scene_tracks.dynamic[:tracks.num_points])
     if scene.num_registered == 0:
         raise UserError(f"No frame of {clip.num_frames} could be registered from {tracks.num_points} tracks. "
                         "Try more query points (--grid-size), another --tracker, or a video with more "
@@ -334,6 +387,16 @@ def process_data(
         write_colmap_model(scene, recon_dir, image_names=scene_names,
                            tracks=tracks if scene_tracks is None else scene_tracks)
         write_transforms(recon_dir, tmp)
+        if dense is not None and len(dense):
+            _write_dense(dense, tmp)
+        moving = scene.moving_masks
+        if config.masks and moving is not None and moving.any():
+            if moving.shape[1:] != clip.frame_size:
+                moving = np.stack([cv2.resize(m.astype(np.uint8), clip.frame_size[::-1],
+                                              interpolation=cv2.INTER_NEAREST) > 0 for m in moving])
+            write_masks(moving, tmp / "masks", scene_names, config.num_downscales)
+            add_mask_paths(tmp / "transforms.json")
+            log.info("masks/ of moving subjects written (%.1f%% of the pixels)", 100 * moving.mean())
         tracks.save(tmp / "tracks.npz")
         scene.save(tmp / "scene.npz")
         if extra is not None:
