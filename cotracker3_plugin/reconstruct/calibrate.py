@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class CalibrationConfig:
     minimum, the weaker side) reaches this: a likelihood-ratio of about 5 sigma under Gaussian noise."""
     ba_iterations: int = 8
     """Bundle adjustment iterations per focal length (warm-started, so few are needed)."""
+    camera_model: Literal["SIMPLE_PINHOLE", "SIMPLE_RADIAL"] = "SIMPLE_RADIAL"
+    """Lens model while measuring: SIMPLE_RADIAL solves a radial distortion k1 at every focal length (real
+    lenses have some, and a pinhole would absorb it into the focal length)."""
 
 
 @dataclass
@@ -89,40 +93,44 @@ class FocalEstimate:
         return d
 
 
-def _residuals(xy: np.ndarray, obs: np.ndarray, wfc: np.ndarray, frames: np.ndarray, points: np.ndarray,
-               f: float, frame_size: tuple[int, int]) -> np.ndarray:
-    """Reprojection errors (px) of the observations ``obs`` (T, P) with a pinhole of focal ``f``."""
+#: A solution at one focal length: (world_from_cam (T, 4, 4), points (P, 3), radial k1).
+_State = tuple[np.ndarray, np.ndarray, float]
+
+
+def _residuals(xy: np.ndarray, obs: np.ndarray, frames: np.ndarray, f: float, state: _State,
+               frame_size: tuple[int, int]) -> np.ndarray:
+    """Reprojection errors (px) of the observations ``obs`` (T, P): focal ``f``, principal point at the
+    centre, radial distortion k1 (this package's pixels: centres at integers)."""
+    wfc, points, k1 = state
     h, w = frame_size
-    K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
     out = []
     for t in frames:
         o = obs[t]
         cfw = np.linalg.inv(wfc[t])
         xc = points[o] @ cfw[:3, :3].T + cfw[:3, 3]
-        p = xc @ K.T
-        z = np.where(np.abs(p[:, 2:]) > 1e-9, p[:, 2:], 1e-9)
-        err = np.linalg.norm(p[:, :2] / z - xy[t, o], axis=1)
+        z = np.where(np.abs(xc[:, 2:]) > 1e-9, xc[:, 2:], 1e-9)
+        uv = xc[:, :2] / z
+        uv *= 1 + k1 * np.sum(uv**2, axis=1, keepdims=True)
+        err = np.linalg.norm(f * uv + [(w - 1) / 2, (h - 1) / 2] - xy[t, o], axis=1)
         out.append(np.where(xc[:, 2] > 0, err, 1e3))
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _sweep(focals: np.ndarray, start: int, wfc0: np.ndarray, pts0: np.ndarray, solve, cost
-           ) -> tuple[list[tuple[float, float]], dict[float, tuple[np.ndarray, np.ndarray]]]:
+def _sweep(focals: np.ndarray, start: int, state0: _State, solve, cost
+           ) -> tuple[list[tuple[float, float]], dict[float, _State]]:
     """cost(f) for each of ``focals`` (ascending): a continuation outwards from ``focals[start]``,
     each solve warm-started from its neighbour's solution. Stops a direction where ``solve`` gives None."""
-    states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    states: dict[float, _State] = {}
     costs: dict[float, float] = {}
     for side in (range(start, len(focals)), range(start - 1, -1, -1)):
-        f_from = float(focals[start])
-        wfc, pts = states.get(f_from, (wfc0, pts0))
+        state = states.get(float(focals[start]), state0)
         for i in side:
             f = float(focals[i])
-            solved = solve(f, wfc, pts)
+            solved = solve(f, state)
             if solved is None:
                 break
-            wfc, pts = solved
-            states[f] = (wfc, pts)
-            costs[f] = cost(f, wfc, pts)
+            state = states[f] = solved
+            costs[f] = cost(f, state)
     return sorted(costs.items()), states
 
 
@@ -174,7 +182,8 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
         pick = _spread(tri.track_ids, xy, tri.inlier_obs, frame_size, cfg.max_points, seed)
         return tri.track_ids[pick], tri.points[pick], tri.inlier_obs[:, pick]
 
-    def profile_around(f_centre: float, wfc: np.ndarray, lo: float, hi: float, step: float, max_error: float):
+    def profile_around(f_centre: float, wfc: np.ndarray, lo: float, hi: float, step: float, max_error: float,
+                       k1_start: float = 0.0):
         ids, pts, obs = points_at(f_centre, wfc, max_error)
         if len(ids) < 30:
             return None
@@ -185,24 +194,30 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
         registered[frames] = True
         xs = xy[:, ids].astype(np.float64)
 
-        def solve(f, w0, p0):
-            cam = make_camera("SIMPLE_PINHOLE", frame_size[1], frame_size[0], float(f))
-            ba = bundle_adjust(xs, obs, w0, registered, p0, cam, refine_focal=False, refine_extra=False,
-                               num_threads=num_threads, max_iterations=cfg.ba_iterations)
+        radial = cfg.camera_model == "SIMPLE_RADIAL"
+
+        def solve(f: float, state: _State) -> _State | None:
+            cam = make_camera(cfg.camera_model, frame_size[1], frame_size[0], float(f))
+            if radial:
+                cam.params = [float(f), *cam.params[1:3], state[2]]
+            ba = bundle_adjust(xs, obs, state[0], registered, state[1], cam, refine_focal=False,
+                               refine_extra=radial, num_threads=num_threads, max_iterations=cfg.ba_iterations)
             if not (np.all(np.isfinite(ba.world_from_cam[frames])) and np.all(np.isfinite(ba.points))):
                 return None
-            return ba.world_from_cam, ba.points
+            k1 = float(ba.camera.params[3]) if radial else 0.0
+            return ba.world_from_cam, ba.points, k1
 
         # Truncated mean squared error over a fixed set of observations, the truncation fixed for the
         # sweep (3 x the median error at its centre): robust to slipped tracks, as efficient as a mean
         # for the rest (a median wastes the many observations a video gives).
-        tau2 = (3.0 * float(np.median(_residuals(xs, obs, wfc, frames, pts, f_centre, frame_size)))) ** 2
+        start = (wfc, pts, k1_start)
+        tau2 = (3.0 * float(np.median(_residuals(xs, obs, frames, f_centre, start, frame_size)))) ** 2
 
-        def cost(f, w1, p1):
-            r = _residuals(xs, obs, w1, frames, p1, f, frame_size)
+        def cost(f: float, state: _State) -> float:
+            r = _residuals(xs, obs, frames, f, state, frame_size)
             return float(np.mean(np.minimum(r**2, max(tau2, 1e-6))))
 
-        prof, states = _sweep(focals, n_lo, wfc, pts, solve, cost)
+        prof, states = _sweep(focals, n_lo, start, solve, cost)
         return prof, states, int(obs[frames].sum())
 
     lo, hi = cfg.range_min * side, cfg.range_max * side
@@ -212,7 +227,7 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
         return undetermined("too few static points are seen from three key frames")
     prof, states, _ = coarse
     f_min = min(prof, key=lambda p: p[1])[0]
-    fine = profile_around(f_min, states[f_min][0], f_min / 1.2, f_min * 1.2, cfg.fine_step, 4.0)
+    fine = profile_around(f_min, states[f_min][0], f_min / 1.2, f_min * 1.2, cfg.fine_step, 4.0, states[f_min][2])
     if fine is None or len(fine[0]) < 5:
         return undetermined("the fine focal sweep failed")
     fprof, _, n_obs = fine
