@@ -36,6 +36,7 @@ from cotracker3_plugin.cli._common import (
 )
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.io.clip import Clip
+from cotracker3_plugin.precision import Precision, fast_kernels_for, precision_name, resolve_precision
 
 log = logging.getLogger("cotracker3_plugin.cli.track")
 
@@ -69,6 +70,8 @@ class Config:
     """Make the tracks precise with OpenCV Lucas-Kanade: chained KLT from each query point for as long as its forward-backward check holds the point (visible there), the model's tracks after that, sharpened by LK from the query patch where LK confirms them. auto: on for the bundled model (it runs at 192x256, so its positions are coarse), off for other weights."""
     device: str = "auto"
     """Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."""
+    precision: Precision = "auto"
+    """Arithmetic of the network: auto (bf16 where the CPU has native bf16 units, AVX512-BF16 or AMX-BF16, or the GPU supports it; fp32 elsewhere), fp32 (the official numbers, identical on every machine), bf16, fp16 (GPUs). bf16 moves tracks by a fraction of a pixel; see cotracker3_plugin/precision.py."""
     decode: Annotated[DecodeOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=DecodeOptions)
     """Frames to decode."""
     output: Path | None = None
@@ -239,6 +242,10 @@ def run(cfg: Config) -> int:
         with sw("load_model"):
             device = resolve_device(cfg.device)
             model = load_model_verbose(cfg.model, online=online, device=device)
+            dtype = resolve_precision(cfg.precision, device)
+            model.set_fast(fast_kernels_for(dtype))
+        log.info("Network arithmetic: %s, %s kernels.", precision_name(dtype),
+                 "fast" if fast_kernels_for(dtype) else "exact")
 
         with sw("decode"):
             dec = cfg.decode
@@ -275,7 +282,7 @@ def run(cfg: Config) -> int:
             tracks = track(clip, model, queries=queries, grid_size=cfg.grid_size,
                            grid_query_frame=cfg.grid_query_frame, segm_mask=mask,
                            backward_tracking=cfg.backward_tracking, online=online,
-                           window=cfg.window, progress=on_progress)
+                           window=cfg.window, precision=precision_name(dtype), progress=on_progress)
         refine = cfg.model is None if cfg.refine_tracks == "auto" else bool(cfg.refine_tracks)
         if refine:
             from cotracker3_plugin.refine import sharpen_tracks
@@ -320,6 +327,8 @@ def run(cfg: Config) -> int:
             "provenance": {k: round(v, 4) for k, v in _provenance(tracks).items()},
             "mode": tracks.meta.get("mode", "offline" if not online else "online"),
             "refined": tracks.meta.get("refined", "no"),
+            "precision": precision_name(dtype),
+            "kernels": "fast" if fast_kernels_for(dtype) else "exact",
             "model": _model_label(cfg, model),
             "model_class": type(model).__name__,
             "device": str(device),

@@ -114,7 +114,9 @@ def correlation_volume_fast(
     bs, n, k1, _, c = vals.shape
     kk = query_patches.shape[1]
     s = bs // query_patches.shape[0]
-    rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
+    # The feature maps' dtype for both operands (the ``out=`` product below needs one; under
+    # autocast the maps are bf16 and the query patches float32); a no-op in float32.
+    rhs = query_patches.permute(0, 2, 3, 1).contiguous().to(vals.dtype)  # (B, N, C, k*k)
     vals = vals.view(bs, n, k1 * k1, c)
     if torch.is_grad_enabled() and (vals.requires_grad or rhs.requires_grad):
         # One batched matmul: per-frame slices would each back-propagate into a zero-filled
@@ -124,7 +126,9 @@ def correlation_volume_fast(
         corr = vals.new_empty((bs, n, k1 * k1, kk))
         for i in range(bs):
             torch.bmm(vals[i], rhs[i // s], out=corr[i])
-    corr = corr.view(bs, n, k1, k1, kk)
+    # Interpolate in the coordinates' precision: the fractions carry the sub-pixel position, which
+    # bf16 (8 mantissa bits) would round, and lerp needs one dtype (autocast makes the matmul bf16).
+    corr = corr.view(bs, n, k1, k1, kk).to(fx.dtype)
     corr = torch.lerp(corr[:, :, :-1], corr[:, :, 1:], fx)  # along x -> (BS, N, k, k+1, kk)
     corr = torch.lerp(corr[:, :, :, :-1], corr[:, :, :, 1:], fy)  # along y -> (BS, N, k, k, kk)
     return corr.reshape(bs * n, kk * kk)
@@ -139,7 +143,7 @@ def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor)
     """
     bs, c, n, kk = frame_patches.shape
     s = bs // query_patches.shape[0]
-    rhs = query_patches.permute(0, 2, 3, 1).contiguous()  # (B, N, C, k*k)
+    rhs = query_patches.permute(0, 2, 3, 1).contiguous().to(frame_patches.dtype)  # (B, N, C, k*k)
     # One small batched matmul per frame reads the patches in place (the einsum would first
     # copy all of them into a permuted layout).
     lhs = [frame_patches[i].permute(1, 2, 0) for i in range(bs)]  # (N, k*k, C) views

@@ -60,6 +60,13 @@ def sincos_time_embedding(dim: int, length: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[None].float()
 
 
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in on ``device`` right now, or None outside autocast."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
+
+
 def motion_encoding(coords: torch.Tensor, scale: torch.Tensor, num_freqs: int = 10) -> torch.Tensor:
     """Fourier encoding of the displacement to the next and previous frame.
 
@@ -160,11 +167,12 @@ class CoTrackerThreeBase(nn.Module):
         else:
             fmaps = self.fnet(frames)
         # Normalise along channels in channels-last layout, as the official code does, so the
-        # reduction order (and therefore the rounding) is the same.
-        fmaps = fmaps.permute(0, 2, 3, 1)
+        # reduction order (and therefore the rounding) is the same. Under autocast the CNN's
+        # output is bf16/fp16: normalise (and correlate) in the video's float32 all the same.
+        fmaps = fmaps.to(video.dtype).permute(0, 2, 3, 1)
         norm = torch.sqrt(torch.clamp_min(torch.sum(torch.square(fmaps), dim=-1, keepdim=True), 1e-12))
         fmaps = (fmaps / norm).permute(0, 3, 1, 2)
-        return fmaps.reshape(b, t, self.latent_dim, h // self.stride, w // self.stride).to(video.dtype)
+        return fmaps.reshape(b, t, self.latent_dim, h // self.stride, w // self.stride)
 
     def pyramid(self, fmaps: torch.Tensor) -> list[torch.Tensor]:
         """Level 0 and ``corr_levels - 1`` 2x2 average-pooled levels (not re-normalised)."""
@@ -240,7 +248,11 @@ class CoTrackerThreeBase(nn.Module):
         scale = torch.tensor([w / self.stride, h / self.stride], device=coords.device)
         if self.fast:
             # Channels-last copies once per window make every iteration's gathers contiguous.
-            pyramid = [lvl.permute(0, 1, 3, 4, 2).contiguous() for lvl in pyramid]
+            # Under autocast they are stored in its dtype: half the memory traffic of the gathers,
+            # and the correlation products run on the bf16 units (corr_mlp would round its input
+            # to bf16 anyway; the bilinear interpolation stays in float32).
+            dtype = _autocast_dtype(coords.device) or pyramid[0].dtype
+            pyramid = [lvl.permute(0, 1, 3, 4, 2).to(dtype).contiguous() for lvl in pyramid]
         coord_preds, vis_preds, conf_preds = [], [], []
         for _ in range(iters):
             coords = coords.detach()
@@ -337,6 +349,9 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
         self.online_coords_predicted: torch.Tensor | None = None
         self.online_vis_predicted: torch.Tensor | None = None
         self.online_conf_predicted: torch.Tensor | None = None
+        #: The last chunk's frames from ``online_ind + step`` on, their features and the autocast
+        #: dtype they were computed in: the next chunk starts with these frames.
+        self.online_features: tuple[torch.Tensor, torch.Tensor, torch.dtype | None] | None = None
 
     def forward(
         self,
@@ -378,9 +393,16 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
                 raise ValueError("training is not supported in online (streaming) mode")
 
         video = 2 * (video / 255.0) - 1.0
+        chunk = None if is_train else fmaps_chunk_size
         pad = s - t if is_online else (s - t % s) % s
-        if pad > 0:  # repeat the last frame
-            video = torch.cat([video, video[:, -1:].expand(b, pad, c, h, w)], dim=1)
+        if is_online:
+            fmaps = self._streamed_features(video, chunk)
+            if pad > 0:  # the last frame repeated: its features repeated, not re-encoded
+                fmaps = torch.cat([fmaps, fmaps[:, -1:].expand(b, pad, *fmaps.shape[2:])], dim=1)
+        else:
+            if pad > 0:  # repeat the last frame
+                video = torch.cat([video, video[:, -1:].expand(b, pad, c, h, w)], dim=1)
+            fmaps = self.encode(video, chunk)
         frames = queries[:, :, 0].long()
         qcoords = queries[..., 1:3] / self.stride
 
@@ -393,8 +415,7 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
             vis_out = F.pad(self.online_vis_predicted, (0, 0, 0, extra))
             conf_out = F.pad(self.online_conf_predicted, (0, 0, 0, extra))
 
-        chunk = None if is_train else fmaps_chunk_size
-        pyramid = self.pyramid(self.encode(video, chunk))
+        pyramid = self.pyramid(fmaps)
         if is_online:
             patches = self._streamed_query_patches(pyramid, frames, qcoords)
         else:
@@ -454,6 +475,32 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
             valid = frames[:, None] <= torch.arange(t, device=device)[None, :, None]
             train_data = (all_coords, all_vis, all_conf, valid)
         return coords_out, torch.sigmoid(vis_out), torch.sigmoid(conf_out), train_data
+
+    def _streamed_features(self, video: torch.Tensor, chunk: int | None) -> torch.Tensor:
+        """Features of a streamed chunk (normalised video, unpadded), encoding each frame once.
+
+        Consecutive chunks overlap by half a window (the official demo sends those frames again),
+        and a frame's features do not depend on the other frames, so the overlap's features are
+        taken from the previous call. They are reused only if the frames are equal to the ones
+        they were computed from, under the same autocast dtype, so any caller stays correct.
+        Halves the feature CNN's work when streaming.
+        """
+        step = self.window_len // 2
+        dtype = _autocast_dtype(video.device)
+        reuse = 0
+        if self.online_features is not None:
+            old_frames, old_fmaps, old_dtype = self.online_features
+            k = min(old_frames.shape[1], video.shape[1])
+            if (old_dtype == dtype and old_frames.shape[2:] == video.shape[2:]
+                    and torch.equal(old_frames[:, :k], video[:, :k])):
+                reuse = k
+        parts = [old_fmaps[:, :reuse]] if reuse else []
+        if reuse < video.shape[1]:
+            parts.append(self.encode(video[:, reuse:], chunk))
+        fmaps = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        # copies, so the chunk's other half can be freed
+        self.online_features = (video[:, step:].clone(), fmaps[:, step:].clone(), dtype)
+        return fmaps
 
     def _streamed_query_patches(
         self, pyramid: Sequence[torch.Tensor], frames: torch.Tensor, qcoords: torch.Tensor

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.precision import Precision, autocast, precision_name, resolve_precision
 from cotracker3_plugin.predict.grid import dense_chunk, dense_offsets, grid_points, mask_filter
 from cotracker3_plugin.predict.inputs import (
     check_mask,
@@ -119,6 +120,10 @@ def build_grid_queries(grid_size: int, grid_query_frame: int, res: tuple[int, in
     return torch.cat([torch.full_like(pts[:, :1], float(grid_query_frame)), pts], dim=1)
 
 
+#: Frames converted to float and resized at a time (see ``_Frames``).
+RESIZE_CHUNK = 16
+
+
 class _Frames:
     """Model-resolution frames [a, b) of a (1, T, 3, H, W) video, resized on demand."""
 
@@ -126,7 +131,12 @@ class _Frames:
         self.video, self.res, self.device = video, res, device
 
     def __call__(self, a: int, b: int) -> torch.Tensor:
-        return resize_frames(self.video[:, a:b].to(self.device).float(), self.res)
+        # A few frames at a time: only the model-resolution result is needed, never a float32
+        # copy of the whole clip at its own resolution (12 bytes per pixel: 1.9 GB for 300
+        # frames at 960x540). Frames are resized independently, so the result is the same.
+        parts = [resize_frames(self.video[:, i:min(i + RESIZE_CHUNK, b)].to(self.device).float(), self.res)
+                 for i in range(a, b, RESIZE_CHUNK)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def online_pass(model, frames: _Frames, num_frames: int, queries: torch.Tensor, *, iters: int,
@@ -158,7 +168,8 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
           segm_mask=None, backward_tracking: bool = False, dense: bool = False,
           online: bool | None = None, rule: str = "package", iters: int = 6,
           support_grid_size: int = 6, window: int | None = None, overlap: int | None = None,
-          progress: Progress | None = None, record: list | None = None) -> Tracks:
+          precision: Precision = "fp32", progress: Progress | None = None,
+          record: list | None = None) -> Tracks:
     """Track points through ``video`` with a CoTracker3 ``model``.
 
     Args:
@@ -182,6 +193,10 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
         window, overlap: offline model only; run on overlapping windows of ``window`` frames
             (bounded memory for long clips; see ``predict.long`` for the trade-off). ``overlap``
             defaults to ``window // 4``.
+        precision: "fp32" (the default: the official float32 numbers, the same on every
+            machine), "bf16" / "fp16" (autocast: faster where the hardware has native units,
+            tracks differ by a fraction of a pixel, see ``cotracker3_plugin.precision``) or
+            "auto" (bf16 where the CPU / GPU computes it natively, else fp32).
         progress: called as ``progress(done, total)``.
         record: if a list, every model call's raw (coords, vis, conf) is appended (tests).
 
@@ -204,19 +219,22 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
                             f"overlap={overlap}.")
     res = model_hw(model)
     device = model_device(model)
+    dtype = resolve_precision(precision, device)
     frames = _Frames(vid, res, device)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    meta = {"mode": "online" if online else "offline", "rule": rule, "iters": str(iters)}
+    meta = {"mode": "online" if online else "offline", "rule": rule, "iters": str(iters),
+            "precision": precision_name(dtype)}
     if getattr(model, "weights_label", None):
         meta["model"] = str(model.weights_label)
     try:
         if dense:
-            return _track_dense(frames, num_frames, hw, model, grid_query_frame=grid_query_frame,
-                                backward_tracking=backward_tracking, online=online, rule=rule,
-                                iters=iters, window=window, overlap=overlap, progress=progress,
-                                record=record, meta=meta)
+            with autocast(device, dtype):
+                return _track_dense(frames, num_frames, hw, model, grid_query_frame=grid_query_frame,
+                                    backward_tracking=backward_tracking, online=online, rule=rule,
+                                    iters=iters, window=window, overlap=overlap, progress=progress,
+                                    record=record, meta=meta)
         if queries is not None:
             q_in = check_queries(queries, num_frames, hw)
             q_m = q_in.clone()
@@ -228,10 +246,11 @@ def track(video, model, *, queries=None, grid_size: int = 10, grid_query_frame: 
             q_in = q_m.clone()
             q_in[:, 1:] = xy_from_model(q_m[:, 1:], hw, res)
             add_support = mask is not None
-        raw = _run(frames, num_frames, model, q_m, online=online, iters=iters,
-                   backward_tracking=backward_tracking,
-                   support_grid_size=support_grid_size if add_support else 0,
-                   window=window, overlap=overlap, progress=progress, record=record)
+        with autocast(device, dtype):  # the model calls only; a no-op for fp32
+            raw = _run(frames, num_frames, model, q_m, online=online, iters=iters,
+                       backward_tracking=backward_tracking,
+                       support_grid_size=support_grid_size if add_support else 0,
+                       window=window, overlap=overlap, progress=progress, record=record)
         return finalize(raw, q_m, q_in, input_hw=hw, res=res, rule=rule, offline=not online,
                         meta=meta, unknown_before_query=_unknown_before(online, rule, backward_tracking))
     finally:

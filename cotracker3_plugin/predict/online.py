@@ -21,7 +21,7 @@ from cotracker3_plugin.predict.offline import Raw, call_model
 #: The online model's streaming state (CoTrackerThreeOnline); saved and restored per Streamer so
 #: several streams (sessions, track() calls) can share one model instance.
 STATE_ATTRS = ("online_ind", "online_track_support", "online_coords_predicted",
-               "online_vis_predicted", "online_conf_predicted")
+               "online_vis_predicted", "online_conf_predicted", "online_features")
 _tokens = itertools.count(1)
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cotracker3_plugin.errors import UserError
+from cotracker3_plugin.precision import Precision, autocast, precision_name, resolve_precision
 from cotracker3_plugin.predict.api import (
     build_grid_queries,
     finalize,
@@ -55,11 +56,13 @@ class OnlineSession:
     >>> tracks = session.finish()        # all frames
 
     Queries are ``(t, x, y)`` in pixels of the pushed frames; ``t`` may lie in the future.
+    ``precision`` is as in :func:`~cotracker3_plugin.predict.track` ("fp32" by default: the
+    official numbers; "bf16" / "auto" run the model under autocast).
     """
 
     def __init__(self, model, queries=None, *, grid_size: int = 10, grid_query_frame: int = 0,
                  segm_mask=None, add_support_grid: bool = False, support_grid_size: int = 6,
-                 rule: str = "package", iters: int = 6):
+                 rule: str = "package", iters: int = 6, precision: Precision = "fp32"):
         if rule not in RULES:
             raise UserError(f"rule must be one of {RULES}, got {rule!r}.")
         if queries is None and grid_size < 1:
@@ -72,6 +75,7 @@ class OnlineSession:
         self.model = model.eval()
         self.rule = rule
         self.iters = iters
+        self.dtype = resolve_precision(precision, model_device(model))
         self._init_queries = queries
         self._grid = (grid_size, grid_query_frame, segm_mask)
         self._support = support_grid_size if add_support_grid else 0
@@ -178,7 +182,9 @@ class OnlineSession:
         step = self._streamer.step
         # feed in pieces of at most one step so only a window's worth is resized at a time
         for a in range(0, x.shape[1], step):
-            self._streamer.feed(resize_frames(x[:, a:a + step].to(dev).float(), res))
+            frames = resize_frames(x[:, a:a + step].to(dev).float(), res)
+            with autocast(dev, self.dtype):
+                self._streamer.feed(frames)
         return self._emit(self._streamer.num_final)
 
     def add_queries(self, queries) -> None:
@@ -225,7 +231,8 @@ class OnlineSession:
         q_local[:, 0] -= a
         part = finalize(raw, q_local, self._q_in, input_hw=self._hw, res=model_hw(self.model),
                         rule=self.rule, offline=False,
-                        meta={"mode": "online", "rule": self.rule, "first_frame": str(a)},
+                        meta={"mode": "online", "rule": self.rule, "first_frame": str(a),
+                              "precision": precision_name(self.dtype)},
                         unknown_before_query=self.rule == "package")
         self._out.append(part)
         self._emitted = upto
@@ -235,11 +242,13 @@ class OnlineSession:
         """Process the remaining frames and return the tracks of the whole video."""
         if self._streamer is None or self._streamer.num_frames == 0:
             raise UserError("no frames were pushed. Push the video's frames before finish().")
-        self._streamer.flush()
+        with autocast(model_device(self.model), self.dtype):
+            self._streamer.flush()
         self._emit(self._streamer.num_frames)
         parts = self._out
         return Tracks(xy=np.concatenate([p.xy for p in parts]),
                       visible=np.concatenate([p.visible for p in parts]),
                       confidence=np.concatenate([p.confidence for p in parts]),
                       queries=self._q_in.numpy(), frame_size=self._hw,
-                      meta={"mode": "online", "rule": self.rule})
+                      meta={"mode": "online", "rule": self.rule,
+                            "precision": precision_name(self.dtype)})

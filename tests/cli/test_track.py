@@ -13,6 +13,7 @@ from cotracker3_plugin.cli import main
 from cotracker3_plugin.cli.track import queries_to_clip, read_mask, read_queries_file
 from cotracker3_plugin.errors import UserError
 from cotracker3_plugin.io import Clip, load_clip, probe_video, read_video
+from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
 from cotracker3_plugin.tracks import Tracks
 from cotracker3_plugin.weights import load_model
 
@@ -34,10 +35,12 @@ def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
     assert tracks.xy.shape == (10, 16, 2) and tracks.frame_size == (480, 368)
     np.testing.assert_array_equal(tracks.queries[:, 0], 0)
     assert tracks.meta["model"] == str(tiny_ckpt) and tracks.meta["mode"] == "offline"
-    # the CLI gives the same tracks as the library call on the same frames
+    # the CLI gives the same tracks as the library call on the same frames (--precision auto:
+    # the library call resolves it the same way, with the kernels the CLI picks for it)
     clip = read_video(EXAMPLE, max_frames=10)
+    dtype = resolve_precision("auto", "cpu")
     direct = __import__("cotracker3_plugin.predict", fromlist=["track"]).track(
-        clip, load_model(tiny_ckpt), grid_size=4)
+        clip, load_model(tiny_ckpt).set_fast(fast_kernels_for(dtype)), grid_size=4, precision="auto")
     np.testing.assert_allclose(tracks.xy, direct.xy, atol=1e-4)
     np.testing.assert_array_equal(tracks.visible, direct.visible)
 
@@ -50,6 +53,8 @@ def test_track_end_to_end(tiny_ckpt, tmp_path, capsys):
     assert summary["frame_indices"] == list(range(10))
     assert set(summary["runtime_s"]) == {"decode", "load_model", "track", "save", "overlay", "total"}
     assert summary["model"] == str(tiny_ckpt) and "torch" in summary["versions"]
+    assert summary["precision"] == precision_name(dtype) == tracks.meta["precision"]
+    assert summary["kernels"] == ("fast" if dtype is not None else "exact")
     assert summary["refined"] == "no" and "refined" not in tracks.meta  # auto: off for a named model
     # every position is the network's own, and the record says so (tracks.npz, summary.json, printout)
     assert summary["provenance"] == {"klt": 0.0, "klt_visible": 0.0, "lk": 0.0, "lk_visible": 0.0,
@@ -98,7 +103,7 @@ def test_track_queries_stride_resize_online(tiny_online_ckpt, tmp_path):
     out = tmp_path / "q"
     rc = main(["track", str(EXAMPLE), "--model", str(tiny_online_ckpt), "--online",
                "--queries", str(queries), "--stride", "2", "--max-frames", "9", "--max-side", "240",
-               "--no-video", "--output", str(out)])
+               "--no-video", "--precision", "fp32", "--output", str(out)])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "tracks.npz"]
     tracks = Tracks.load(out / "tracks.npz")
@@ -110,6 +115,7 @@ def test_track_queries_stride_resize_online(tiny_online_ckpt, tmp_path):
                                atol=1e-4)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frame_indices"] == list(range(0, 18, 2)) and summary["fps"] == 10.0
+    assert (summary["precision"], summary["kernels"]) == ("fp32", "exact")
 
 
 def test_track_bad_queries_name_the_rows(tiny_ckpt, tmp_path, capsys):
