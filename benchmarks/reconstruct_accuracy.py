@@ -217,8 +217,22 @@ def run_tracks(tracks: Tracks, frames: np.ndarray, mapper: str = "incremental", 
                                       "by_mapper": rep.frames_registered_by_mapper}
 
 
-def run_colmap_sift(frames: np.ndarray, matching: str) -> tuple[np.ndarray, dict]:
+def run_colmap_sift(frames: np.ndarray, matching: str, times: dict[str, float] | None = None
+                    ) -> tuple[np.ndarray, dict]:
+    """COLMAP's own SIFT pipeline on ``frames`` with an unknown lens (one SIMPLE_RADIAL camera).
+
+    ``times``, if given, receives the seconds of each stage: write_images, extract, match, mapping
+    (incremental mapping with its bundle adjustments).
+    """
     import pycolmap
+
+    times = {} if times is None else times
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        times[stage] = round(now - clock[0], 3)
+        clock[0] = now
 
     T = len(frames)
     wfc = np.full((T, 4, 4), np.nan)
@@ -228,19 +242,23 @@ def run_colmap_sift(frames: np.ndarray, matching: str) -> tuple[np.ndarray, dict
         names = [f"{i:05d}.png" for i in range(T)]
         for n, f in zip(names, frames):
             cv2.imwrite(str(d / "images" / n), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        lap("write_images")
         db = d / "db.db"
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = "SIMPLE_RADIAL"
         pycolmap.extract_features(db, d / "images", image_names=names,
                                   camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
                                   device=pycolmap.Device.cpu)
+        lap("extract")
         if matching == "sequential":
             pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
         else:
             pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
+        lap("match")
         opts = pycolmap.IncrementalPipelineOptions()
         opts.extract_colors = False
         recs = pycolmap.incremental_mapping(db, d / "images", d / "sparse", opts)
+        lap("mapping")
         if not recs:
             return wfc, {"points": 0, "reproj_px": float("nan"), "models": 0}
         best = max(recs.values(), key=lambda r: r.num_reg_images())
