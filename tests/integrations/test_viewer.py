@@ -19,6 +19,7 @@ from cotracker3_viser.geometry import (  # noqa: E402
     vertical_fov,
     wxyz_from_matrix,
 )
+from cotracker3_viser.moving import MOVING_COLOR, style_tracks  # noqa: E402
 from cotracker3_viser.server import headless_viewer  # noqa: E402
 from cotracker3_viser.synthetic import make_synthetic  # noqa: E402
 from cotracker3_viser.viewer import ViewerConfig, check_inputs  # noqa: E402
@@ -105,6 +106,37 @@ def test_overlay_filled_hollow_trail_and_hidden():
     assert black.sum() == 0  # input untouched
 
 
+def test_style_tracks_show_colour_hide_moving():
+    from cotracker3_plugin.tracks import Tracks
+
+    xy = np.array([[[20.0, 20.0], [60.0, 20.0], [40.0, 40.0]], [[30.0, 20.0], [60.0, 20.0], [40.0, 40.0]]])
+    visible = np.ones((2, 3), bool)
+    moving = np.array([True, False, False])
+    tr = Tracks(xy=xy, visible=visible, confidence=visible.astype(np.float32),
+                queries=np.c_[np.zeros(3), xy[0]], frame_size=(60, 80), dynamic=moving)
+    drawer = OverlayDrawer(tr)
+    black = np.zeros((60, 80, 3), np.uint8)
+    everything = np.ones(3, bool)
+    plain = drawer.draw(black, 1, visible=visible, shown=everything, trail=1, radius=3)
+
+    def draw(mode, flags=moving):
+        shown, colors = style_tracks(mode, flags, everything, drawer.colors)
+        return drawer.draw(black, 1, visible=visible, shown=shown, colors=colors, trail=1, radius=3)
+
+    np.testing.assert_array_equal(draw("show"), plain)
+    for mode in ("show", "colour", "hide"):  # no flags: as today
+        np.testing.assert_array_equal(draw(mode, None), plain)
+    hidden = draw("hide")
+    assert hidden[15:26, 15:36].sum() == 0  # the moving track and its trail are gone
+    np.testing.assert_array_equal(hidden[:, 50:], plain[:, 50:])  # the static ones stay
+    coloured = draw("colour")
+    assert (coloured[20, 30] == MOVING_COLOR).all() and (coloured[20, 25] == MOVING_COLOR).all()
+    assert (coloured[40, 40] == drawer.colors[2]).all()
+    np.testing.assert_array_equal(coloured[:, 50:], plain[:, 50:])
+    with pytest.raises(ValueError, match="moving mode"):
+        style_tracks("color", moving, everything, drawer.colors)
+
+
 # -------------------------------------------------------------------- viewer
 def test_viewer_frames_trails_filter_and_click(data):
     clip, tracks, scene = data
@@ -143,7 +175,92 @@ def test_viewer_frames_trails_filter_and_click(data):
         assert v.selected == -1
 
 
-def test_playback_advances_and_wraps(data):
+def _moving_flags(tracks):
+    return np.arange(tracks.num_points) < tracks.num_points * 2 // 3  # the spinning sphere of make_synthetic
+
+
+def _set_mode(v, mode):
+    v.moving_mode.value = mode
+    v._on_point_style()  # viser 0.2.7 runs the GUI callback later, on a pool thread
+
+
+def test_viewer_moving_tracks_show_colour_hide(data):
+    import dataclasses
+
+    clip, tracks, scene = data
+    moving = _moving_flags(tracks)
+    flagged = dataclasses.replace(tracks, dynamic=moving)
+    cfg = ViewerConfig(image_width=80, trail_length=4)
+    t = 6
+
+    def magenta(img):
+        return int((img == MOVING_COLOR).all(-1).sum())
+
+    with headless_viewer(clip, tracks, scene, cfg) as plain:  # no flags: as today, no control
+        assert plain.moving is None and not plain.moving_mode.visible and plain.moving_mode.disabled
+        before = plain.frame_overlay(t)
+        n_points = len(np.asarray(plain.points_node.points)) if _compat.has_prop(plain.points_node, "points") else None
+        _set_mode(plain, "hide")
+        np.testing.assert_array_equal(plain.frame_overlay(t), before)
+        assert "moving" not in plain.status.content
+    with headless_viewer(clip, flagged, scene, cfg) as v:
+        assert v.moving_mode.visible and v.moving_mode.value == "colour"  # the default with flags
+        assert f"{int(moving.sum())} moving" in v.status.content
+        coloured = v.frame_overlay(t)
+        colors = v.drawer.colors.copy()
+        colors[moving] = MOVING_COLOR
+        np.testing.assert_array_equal(coloured, v.drawer.draw(
+            v.clip.frames[t], t, visible=v._visible, shown=np.ones(len(moving), bool), colors=colors, trail=4))
+        assert magenta(coloured) > 0 and magenta(before) == 0
+        if _compat.has_prop(v.points_node, "colors"):
+            cols = np.asarray(v.points_node.colors)
+            assert (cols[moving] == MOVING_COLOR).all() and not (cols[~moving] == MOVING_COLOR).all(-1).any()
+
+        _set_mode(v, "show")
+        np.testing.assert_array_equal(v.frame_overlay(t), before)
+
+        _set_mode(v, "hide")
+        hidden = v.frame_overlay(t)
+        static = flagged.subset(points=~moving)  # what the frame shows when only static tracks exist
+        ref = OverlayDrawer(static).draw(v.clip.frames[t], t, visible=static.confidence > cfg.visibility_threshold,
+                                         shown=np.ones(len(static), bool), trail=4)
+        np.testing.assert_array_equal(hidden, ref)
+        assert magenta(hidden) == 0 and not np.array_equal(hidden, before)
+        assert f"of {int((~moving).sum())} tracks visible" in v.status.content
+        if n_points is not None:
+            assert len(np.asarray(v.points_node.points)) == int((~moving).sum()) < n_points
+        if _compat.HAS_LINE_SEGMENTS:  # static points' 3D trails collapse to dots; the sphere's are gone
+            v.render(t)
+            segs = np.asarray(v.trails_node.points)
+            assert len(segs) > 0 and np.linalg.norm(segs[:, 0] - segs[:, 1], axis=-1).max() < 1e-5
+        # A click on a hidden moving point selects nothing.
+        m = scene.world_from_cam[t]
+        v._on_click(m[:3, 3], scene.points[0] - m[:3, 3], None)
+        assert v.selected < 0 or not moving[v.selected]
+    with pytest.raises(ValueError, match="moving mode"), headless_viewer(
+            clip, flagged, None, ViewerConfig(image_width=80, moving="color")):  # type: ignore[arg-type]
+        pass
+
+
+def test_viewer_tints_moving_pixels_behind_a_checkbox(data):
+    import dataclasses
+
+    clip, tracks, scene = data
+    masks = np.zeros((scene.num_frames, *scene.image_size), bool)
+    masks[:, :, :40] = True  # the left half of every frame
+    with headless_viewer(clip, tracks, dataclasses.replace(scene, moving_masks=masks),
+                         ViewerConfig(image_width=80)) as v:
+        v.show_tracks2d.value = False
+        assert v.show_moving_pixels.visible and not v.show_moving_pixels.value  # off by default
+        np.testing.assert_array_equal(v.frame_overlay(3), clip.frames[3])
+        v.show_moving_pixels.value = True
+        out = v.frame_overlay(3).astype(int)
+        np.testing.assert_array_equal(out[:, 40:], clip.frames[3][:, 40:])
+        assert (out[:, :40, 0] > clip.frames[3][:, :40, 0]).all()  # pulled towards magenta
+        assert (out[:, :40, 1] <= clip.frames[3][:, :40, 1]).all()
+    with headless_viewer(clip, tracks, scene, ViewerConfig(image_width=80)) as v:
+        assert not v.show_moving_pixels.visible
+
     import time
 
     clip, tracks, _ = data
@@ -263,6 +380,29 @@ def test_cli_render_and_export(data, tmp_path):
         run(Config(output_dir=tmp_path / "out", render=tmp_path / "x.gif"))
 
 
+def test_cli_moving_flag(data, tmp_path, monkeypatch):
+    import dataclasses
+
+    import tyro
+    from cotracker3_viser import export
+    from cotracker3_viser.cli import Config, run
+    from cotracker3_viser.loading import load_output
+
+    clip, tracks, scene = data
+    moving = _moving_flags(tracks)
+    _write_output(tmp_path / "out", (clip, dataclasses.replace(tracks, dynamic=moving), scene), images=True)
+    np.testing.assert_array_equal(load_output(tmp_path / "out").tracks.dynamic, moving)
+    assert tyro.cli(Config, args=[str(tmp_path / "out")]).moving == "colour"
+    cfg = tyro.cli(Config, args=[str(tmp_path / "out"), "--moving", "hide", "--render", str(tmp_path / "o.mp4")])
+    assert cfg.moving == "hide"
+    with pytest.raises(SystemExit):
+        tyro.cli(Config, args=[str(tmp_path / "out"), "--moving", "blink"])
+    drawn = []
+    monkeypatch.setattr(export, "render_video", lambda clip, tracks, path, **kw: drawn.append(tracks))
+    assert run(cfg) == 0 and drawn[0].num_points == int((~moving).sum())  # --render honours hide
+    assert run(dataclasses.replace(cfg, moving="colour")) == 0 and drawn[1].num_points == len(moving)
+
+
 def test_cli_help_lists_options():
     import subprocess
     import sys
@@ -271,7 +411,7 @@ def test_cli_help_lists_options():
     res = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    for flag in ("--host", "--port", "--render", "--export", "--video", "--verbose"):
+    for flag in ("--host", "--port", "--render", "--export", "--video", "--verbose", "--moving"):
         assert flag in res.stdout
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -49,6 +49,9 @@ class Config:
     """At most this many tracks get 3D trails."""
     max_dense_points: int = 300_000
     """At most this many points of a dense cloud (dense_pc.ply or points.ply in the folder) are shown; a random subset above it keeps the browser fluid."""
+    moving: Literal["show", "colour", "hide"] = "colour"
+    """Tracks flagged moving in tracks.npz ("dynamic"): show them like the others, colour them magenta,
+    or hide them with their trails (--render honours hide only). No effect on tracks without flags."""
     verbose: bool = False
     """Show debug logs and full tracebacks."""
 
@@ -56,6 +59,7 @@ class Config:
 def run(cfg: Config) -> int:
     from cotracker3_viser.export import export_recording, render_video
     from cotracker3_viser.loading import load_output
+    from cotracker3_viser.moving import moving_flags
     from cotracker3_viser.server import headless_viewer, show
     from cotracker3_viser.viewer import ViewerConfig
 
@@ -70,10 +74,13 @@ def run(cfg: Config) -> int:
           + (f", {len(scene.points)} 3D points and {scene.num_registered} cameras" if scene else ", no scene")
           + (f", {len(loaded.dense_points)} dense points" if loaded.dense_points is not None else ""))
     vcfg = ViewerConfig(trail_length=cfg.trail_length, visibility_threshold=cfg.visibility_threshold,
-                        max_trails=cfg.max_trails, max_dense_points=cfg.max_dense_points)
+                        max_trails=cfg.max_trails, max_dense_points=cfg.max_dense_points, moving=cfg.moving)
     dense = {"dense_points": loaded.dense_points, "dense_colors": loaded.dense_colors}
     if cfg.render is not None:
-        render_video(clip, tracks, cfg.render, trail=cfg.trail_length,
+        # The mp4 overlay draws query colours only: "colour" cannot apply there, "hide" can.
+        moving = moving_flags(tracks) if cfg.moving == "hide" else None
+        drawn = tracks if moving is None else tracks.subset(points=~moving)
+        render_video(clip, drawn, cfg.render, trail=cfg.trail_length,
                      visibility_threshold=cfg.visibility_threshold)
         print(f"Wrote {cfg.render}")
     if cfg.export is not None:

@@ -108,13 +108,16 @@ class OverlayDrawer:
         return self._cache[1][frames]
 
     def draw(self, image: np.ndarray, t: int, *, visible: np.ndarray, shown: np.ndarray,
-             trail: int = 0, radius: int | None = None, selected: int = -1) -> np.ndarray:
+             trail: int = 0, radius: int | None = None, selected: int = -1,
+             colors: np.ndarray | None = None) -> np.ndarray:
         """A copy of ``image`` with the tracks of frame ``t`` drawn.
 
         ``visible`` (T, N) bool decides filled vs hollow; ``shown`` (N,) bool the tracks
         to draw at all; ``trail`` past frames are joined by fading segments; the
-        ``selected`` track gets its whole trajectory and a highlight ring.
+        ``selected`` track gets its whole trajectory and a highlight ring. ``colors``
+        (N, 3) uint8 replaces the query colours (e.g. moving tracks in one colour).
         """
+        colors = self.colors if colors is None else colors
         out = np.ascontiguousarray(image.copy())
         h, w = out.shape[:2]
         r = max(2, round(max(h, w) / 200)) if radius is None else radius
@@ -123,7 +126,7 @@ class OverlayDrawer:
         lo = max(0, t - trail)
         xy = self.scaled_xy(slice(lo, t + 1), (h, w))[:, pick]  # (L, M, 2)
         vis = visible[lo:t + 1][:, pick]
-        cols = self.colors[pick].astype(np.float32)
+        cols = colors[pick].astype(np.float32)
         finite = ~np.isnan(xy[..., 0])
         for k in range(xy.shape[0] - 1):  # one vectorised call per trail step, oldest first
             ok = finite[k] & finite[k + 1] & (vis[k] | vis[k + 1])
@@ -131,9 +134,9 @@ class OverlayDrawer:
             stamp_segments(out, xy[k, ok], xy[k + 1, ok], (cols[ok] * fade).astype(np.uint8))
         cur, cur_vis, cur_ok = xy[-1], vis[-1], finite[-1]
         occ = cur_ok & ~cur_vis
-        stamp(out, cur[occ], self.colors[idx[occ]], _disc_offsets(r, hollow=True))
+        stamp(out, cur[occ], colors[idx[occ]], _disc_offsets(r, hollow=True))
         on = cur_ok & cur_vis
-        stamp(out, cur[on], self.colors[idx[on]], _disc_offsets(r, hollow=False))
+        stamp(out, cur[on], colors[idx[on]], _disc_offsets(r, hollow=False))
         if 0 <= selected < self.tracks.num_points:
             self._draw_selected(out, t, selected, r)
         return out

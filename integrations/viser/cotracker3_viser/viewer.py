@@ -18,7 +18,9 @@ What is drawn
 * 3D trails as one batched line-segments node: for each track with a triangulated
   point, its 2D positions over the last frames are back-projected at the depth the
   point has in each frame's camera. A static, well tracked point collapses to a dot;
-  moving objects and drifting tracks draw a trail.
+  moving objects and drifting tracks draw a trail;
+* tracks flagged moving (``Tracks.dynamic``) as usual, in magenta, or not at all
+  (:mod:`~cotracker3_viser.moving`), and optionally the Scene's moving pixels tinted.
 
 Serving (:func:`~cotracker3_viser.server.show`) and recording (:mod:`~cotracker3_viser.export`)
 build on this module; it imports neither.
@@ -49,6 +51,16 @@ from cotracker3_viser.geometry import (
     scene_extent,
     vertical_fov,
     wxyz_from_matrix,
+)
+from cotracker3_viser.moving import (
+    MOVING_COLOR,
+    MOVING_MODES,
+    MovingMode,
+    check_mode,
+    moving_flags,
+    scene_moving_mask,
+    style_tracks,
+    tint,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +96,10 @@ class ViewerConfig:
     """Playback speed in frames per second; None: the clip's fps."""
     max_dense_points: int = 300_000
     """At most this many points of a dense cloud are sent to the browser (a random subset above; fixed)."""
+    moving: MovingMode = "colour"
+    """Tracks flagged moving (``Tracks.dynamic``): "show" as others, "colour" magenta, "hide" not drawn."""
+    tint_moving_pixels: bool = False
+    """Tint the Scene's moving pixels (``Scene.moving_masks``) on the frame."""
 
 
 def _even_indices(candidates: np.ndarray, k: int) -> np.ndarray:
@@ -153,6 +169,8 @@ class TrackViewer:
             self.dense_points = self.dense_colors = None
         self.num_frames = clip.num_frames
         self.drawer = OverlayDrawer(tracks)
+        check_mode(self.cfg.moving)
+        self.moving = moving_flags(tracks)  # None: no track is flagged, the mode does nothing
         self.track_score = tracks.confidence.mean(0) if tracks.num_frames else np.zeros(0)
         self.frame = -1
         self.selected = -1
@@ -236,6 +254,11 @@ class TrackViewer:
                                                 initial_value=float(c.visibility_threshold))
             self.min_conf = gui.add_slider("Min track confidence", min=0.0, max=1.0, step=0.01,
                                            initial_value=float(c.min_track_confidence))
+            # Absent (hidden and inert) when no track is flagged moving.
+            self.moving_mode = _compat.call(gui.add_dropdown, "Moving tracks", MOVING_MODES,
+                                            initial_value=c.moving, disabled=self.moving is None,
+                                            visible=self.moving is not None,
+                                            hint="Tracks that follow a moving subject (Tracks.dynamic)")
         with gui.add_folder("Layers"):
             has_scene = self.scene is not None
             self.show_points = gui.add_checkbox("3D points", initial_value=True, visible=has_scene)
@@ -246,6 +269,9 @@ class TrackViewer:
             self.show_trails3d = gui.add_checkbox("3D trails", initial_value=True, visible=has_scene)
             self.show_tracks2d = gui.add_checkbox("2D tracks", initial_value=True)
             self.show_image = gui.add_checkbox("Frame image", initial_value=True)
+            has_masks = getattr(self.scene, "moving_masks", None) is not None
+            self.show_moving_pixels = gui.add_checkbox("Moving pixels", visible=has_masks,
+                                                       initial_value=bool(c.tint_moving_pixels))
         with gui.add_folder("Selection"):
             self.track_id = gui.add_number("Track id", initial_value=-1, min=-1,
                                            max=max(self.tracks.num_points - 1, 0), step=1)
@@ -253,11 +279,12 @@ class TrackViewer:
 
         self.frame_slider.on_update(lambda _: self.set_frame(int(self.frame_slider.value)))
         for h in (self.trail_length, self.show_tracks2d, self.show_image, self.show_current,
-                  self.show_trails3d):
+                  self.show_trails3d, self.show_moving_pixels):
             h.on_update(lambda _: self.refresh())
         self.vis_threshold.on_update(lambda _: self._on_threshold())
         self.min_conf.on_update(lambda _: self._on_point_style())
         self.point_size.on_update(lambda _: self._on_point_style())
+        self.moving_mode.on_update(lambda _: self._on_point_style())  # 3D points hide or recolour too
         self.show_points.on_update(lambda _: self._set_visible(self.points_node, self.show_points.value))
         self.show_dense.on_update(lambda _: self._set_visible(self.dense_node, self.show_dense.value))
         self.show_cameras.on_update(lambda _: self._set_visible(self.cameras_root, self.show_cameras.value))
@@ -296,14 +323,20 @@ class TrackViewer:
 
     def _points_shown(self) -> np.ndarray:
         tid = self.point_track
-        score = np.where(tid >= 0, self.track_score[np.maximum(tid, 0)], 1.0)
-        return score >= float(self.min_conf.value)
+        shown = self._tracks_shown()
+        if len(shown) == 0:
+            return tid < 0
+        return np.where(tid >= 0, shown[np.maximum(tid, 0)], True)
 
     def _add_points(self) -> None:
         sc = self.scene
         keep = self._points_shown()
         pts = sc.points[keep].astype(np.float32)
         cols = sc.colors[keep]
+        if self.moving is not None and self.moving_mode.value == "colour":
+            tid = self.point_track[keep]
+            cols = cols.copy()
+            cols[(tid >= 0) & self.moving[np.maximum(tid, 0)]] = MOVING_COLOR
         if len(pts) == 0:  # viser needs at least one point; hide an empty cloud
             pts, cols = np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8)
         self.points_node = _compat.call(
@@ -448,15 +481,25 @@ class TrackViewer:
         self._stop.set()
 
     # ---------------------------------------------------------------- render
+    def track_style(self) -> tuple[np.ndarray, np.ndarray]:
+        """(shown (N,) bool, colors (N, 3) uint8) of the tracks under the current filter and moving mode."""
+        shown = self.track_score >= float(self.min_conf.value)
+        return style_tracks(str(self.moving_mode.value), self.moving, shown, self.drawer.colors)
+
     def _tracks_shown(self) -> np.ndarray:
-        return self.track_score >= float(self.min_conf.value)
+        return self.track_style()[0]
 
     def frame_overlay(self, t: int) -> np.ndarray:
         """The frame ``t`` at display size with its tracks drawn (what the GUI shows)."""
         img = _resize_width(self.clip.frames[t], self.cfg.image_width)
+        if self.show_moving_pixels.value and self.scene is not None:
+            mask = scene_moving_mask(self.scene, int(self.scene_frame[t]), img.shape[:2])
+            if mask is not None:
+                img = tint(img, mask)
         if not self.show_tracks2d.value:
             return img
-        return self.drawer.draw(img, t, visible=self._visible, shown=self._tracks_shown(),
+        shown, colors = self.track_style()
+        return self.drawer.draw(img, t, visible=self._visible, shown=shown, colors=colors,
                                 trail=int(self.trail_length.value), selected=self.selected)
 
     def _render(self, t: int) -> None:
@@ -477,7 +520,8 @@ class TrackViewer:
             shown = self._tracks_shown()
             nvis = int((self._visible[t] & shown).sum())
             self.status.content = (f"Frame **{t}** / {self.num_frames - 1} · {nvis} of "
-                                   f"{int(shown.sum())} tracks visible")
+                                   f"{int(shown.sum())} tracks visible"
+                                   + ("" if self.moving is None else f" · {int(self.moving.sum())} moving"))
         self.update_times.append(time.perf_counter() - start)
 
     def _update_plane(self, overlay: np.ndarray | None) -> None:
@@ -541,14 +585,15 @@ class TrackViewer:
     def _update_trails(self, t: int) -> None:
         length = int(self.trail_length.value)
         pts = self.trail_points
+        shown, track_colors = self.track_style()
         if len(pts):
-            pts = pts[self._tracks_shown()[self.point_track[pts]]]
+            pts = pts[shown[self.point_track[pts]]]
         if not self.show_trails3d.value or length <= 0 or len(pts) == 0:
             if self.trails_node is not None:
                 self.trails_node.visible = False
             return
         lifted, ok = self.lifted_trails(t, length, pts)
-        colors = self.drawer.colors[self.point_track[pts]].astype(np.float32)
+        colors = track_colors[self.point_track[pts]].astype(np.float32)
         seg_a, seg_b, seg_c = [], [], []
         steps = lifted.shape[0] - 1
         for k in range(steps):
