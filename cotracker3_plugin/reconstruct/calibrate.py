@@ -86,9 +86,14 @@ class FocalEstimate:
     """(focal px, cost px) of every focal length tried (the coarse and the fine sweep, each truncated at 3x
     its centre's median error)."""
     message: str = ""
+    key_poses: np.ndarray | None = field(default=None, repr=False)
+    """(T, 4, 4) the key frames' poses solved at the estimate (NaN elsewhere; None when not measured)."""
+    k1: float = 0.0
+    """Radial distortion solved with them."""
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        d.pop("key_poses", None)
         d["profile"] = [[round(f, 2), round(c, 5)] for f, c in self.profile]
         return d
 
@@ -230,7 +235,7 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
     fine = profile_around(f_min, states[f_min][0], f_min / 1.2, f_min * 1.2, cfg.fine_step, 4.0, states[f_min][2])
     if fine is None or len(fine[0]) < 5:
         return undetermined("the fine focal sweep failed")
-    fprof, _, n_obs = fine
+    fprof, fstates, n_obs = fine
     fs = np.array([p[0] for p in fprof])
     cs = np.array([p[1] for p in fprof])
     i = int(np.argmin(cs))
@@ -243,7 +248,9 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
     rel_std = float(np.sqrt(2.0 / (n_obs * curv))) if curv > 0 else float("inf")
     evidence = n_obs * rise if np.isfinite(rise) else 0.0
     full = sorted((f, float(np.sqrt(c))) for f, c in {**dict(prof), **dict(fprof)}.items())
-    est = FocalEstimate(f_hat, "self-calibrated", True, rise, curv, rel_std, float(np.sqrt(cs[i])), full)
+    nearest = fstates[min(fstates, key=lambda f: abs(np.log(f / f_hat)))]
+    est = FocalEstimate(f_hat, "self-calibrated", True, rise, curv, rel_std, float(np.sqrt(cs[i])), full,
+                        key_poses=nearest[0], k1=nearest[2])
     edge = f_min <= lo * (1 + cfg.coarse_step) or f_min >= hi / (1 + cfg.coarse_step)
     if edge or evidence < cfg.min_evidence:
         if edge:
@@ -253,7 +260,7 @@ def self_calibrate(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarra
         else:
             why = (f"the cost barely changes with the focal length: +{100 * rise:.3f}% 10% away from its "
                    f"minimum over {n_obs} observations")
-        est.focal, est.source, est.determined = fb_focal, fb_source, False
+        est.focal, est.source, est.determined, est.key_poses, est.k1 = fb_focal, fb_source, False, None, 0.0
         est.message = (f"the video does not determine the focal length ({why}; best guess {f_hat:.0f} px): "
                        f"using {fb_focal:.0f} px ({fb_source}); pass --reconstruct.focal if you know it")
     else:

@@ -31,7 +31,7 @@ from cotracker3_plugin.reconstruct.correspondences import (
     select_sfm_tracks,
     usable_observations,
 )
-from cotracker3_plugin.reconstruct.mapping import CameraModel
+from cotracker3_plugin.reconstruct.mapping import CameraModel, make_camera
 from cotracker3_plugin.reconstruct.motion import (
     MotionConfig,
     MultiViewTest,
@@ -55,6 +55,9 @@ __all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "recon
 MIN_PARALLAX_SHARE = 0.02
 #: Key-frame solve: focal lengths (x the larger image side) tried in turn when no prior is known.
 KEYFRAME_FOCALS = (0.9, 0.6, 1.4)
+#: Fixed-camera last resort when the focal length is not determined: a phone's wide camera (~70 degrees
+#: across the long side), 53 and 39 degrees.
+RETRY_FOCALS = (0.7, 1.0, 1.4)
 
 
 @dataclass
@@ -511,15 +514,13 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                                max_tracks=cfg.max_sfm_tracks, seed=cfg.seed)
         if key is not None:
             key_sol, key_focal = key.solution, key.focal
-            if cfg.motion.enabled:
-                bad = key.test.dynamic()
-                log.info("motion: %d tracks fail the two-view test, %d more the multi-view test",
-                         int(dynamic.sum()), int((bad & ~dynamic).sum()))
-                dynamic |= bad
-                moving_obs = usable_all & (dynamic[None] | key.test.moving_obs)
-                labelled_obs = usable_all & (labelled | key.test.tested)[None]
-    masks = moving_masks(tracks.xy, usable_all, moving_obs, labelled_obs, size, cfg.motion)
-    usable_static = usable_all & ~dynamic[None] & ~_on_masks(tracks.xy, masks)
+    # Calibrate on the tracks the key frames' world explains even loosely: at a trial focal good tracks
+    # near the border miss by a few px too, and dropping them would bias the focal length.
+    calib_usable = usable_all & ~dynamic[None]
+    if key is not None and cfg.motion.enabled:
+        loose = multiview_test(tracks.xy, usable_all, key_sol.world_from_cam, key_sol.registered, key_sol.camera,
+                               cfg.motion.mask_evidence_factor * key.test.limit)
+        calib_usable &= ~loose.dynamic()[None]
 
     # -- calibration ---------------------------------------------------------------------------
     if known_focal is not None:
@@ -527,7 +528,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     elif cfg.calibration.enabled and key_sol is not None:
         stage("calibration")
         key_reg = np.flatnonzero(key_sol.registered)
-        est = self_calibrate(tracks.xy, usable_static, key_sol.world_from_cam, key_reg, size, key_focal,
+        est = self_calibrate(tracks.xy, calib_usable, key_sol.world_from_cam, key_reg, size, key_focal,
                              cfg.calibration, fallback=(key_focal, f"default ({key_focal / side:.1f} x side)"),
                              num_threads=cfg.num_threads, seed=cfg.seed)
     else:
@@ -536,6 +537,24 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
                             message="self-calibration off or no key frames mapped")
     (log.info if est.determined else log.warning)("%s", est.message)
     rep.focal_prior, rep.calibration = est.source, est.as_dict()
+
+    # -- motion: the multi-view test, from the key frames at the focal length now known ---------
+    if key is not None and cfg.motion.enabled:
+        test = key.test
+        if est.determined and est.key_poses is not None:
+            cam = make_camera("SIMPLE_RADIAL", size[1], size[0], est.focal, colmap_pixels=False)
+            cam.params = [est.focal, *cam.params[1:3], est.k1]
+            registered_keys = np.all(np.isfinite(est.key_poses[:, :3, 3]), axis=1)
+            test = multiview_test(tracks.xy, usable_all, est.key_poses, registered_keys, cam,
+                                  max(cfg.motion.multiview_min_error, cfg.motion.multiview_factor * est.cost))
+        bad = test.dynamic()
+        log.info("motion: %d tracks fail the two-view test, %d more the multi-view test",
+                 int(dynamic.sum()), int((bad & ~dynamic).sum()))
+        dynamic |= bad
+        moving_obs = usable_all & (dynamic[None] | test.moving_obs)
+        labelled_obs = usable_all & (labelled | test.tested)[None]
+    masks = moving_masks(tracks.xy, usable_all, moving_obs, labelled_obs, size, cfg.motion)
+    usable_static = usable_all & ~dynamic[None] & ~_on_masks(tracks.xy, masks)
 
     # -- the free-camera solve from that focal ---------------------------------------------------
     usable_f = usable_static[frames]
@@ -552,17 +571,26 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     # adjustment; an undetermined one is refined all along, as COLMAP would.
     sol = solve_cameras(camera_model=cfg.camera_model, focal=est.focal, refine_focal=not given_fixed,
                         refine_while_mapping=not est.determined, **solve)
-    if sol.failure:
-        if cfg.constrained_retry and not (given_fixed and cfg.camera_model == "SIMPLE_PINHOLE"):
-            log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %.0f px, %s)",
-                        sol.failure, est.focal, est.source)
-            retry = solve_cameras(camera_model="SIMPLE_PINHOLE", focal=est.focal, refine_focal=False,
-                                  suffix="_fixed", **solve)
+    if sol.failure and cfg.constrained_retry and not (given_fixed and cfg.camera_model == "SIMPLE_PINHOLE"):
+        # Last resort: the camera held fixed. At the focal length found when the data determined it;
+        # otherwise (typically a pan: the profile keeps falling towards long focal lengths) at a few
+        # fields of view as well, keeping the one whose points reproject best.
+        focals = [est.focal] if est.determined else sorted({est.focal, *(k * side for k in RETRY_FOCALS)})
+        log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %s px, %s)", sol.failure,
+                    " / ".join(f"{f:.0f}" for f in focals), est.source)
+        found: list[tuple[float, float, CameraSolution]] = []
+        for f0 in focals:
+            retry = solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
+                                  suffix=f"_fixed_f{f0:.0f}", **solve)
             if retry.failure:
-                log.info("fixed camera f=%.0f px: %s", est.focal, retry.failure)
+                log.info("fixed camera f=%.0f px: %s", f0, retry.failure)
             else:
-                rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={est.focal:.0f} px ({est.source})"
-                sol = retry
+                found.append((float(retry.tri.errors.mean()), f0, retry))
+        if found:
+            _, f0, best = min(found, key=lambda c: c[0])
+            source = est.source if f0 == est.focal else f"the best of {len(focals)} fields of view"
+            rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px ({source})"
+            sol = best
     if sol.failure:
         rep.failure = sol.failure
         log.warning("%s", sol.failure)
