@@ -9,13 +9,14 @@ units (AVX512-BF16, AMX-BF16) and on recent GPUs.
 What bf16 costs, measured (``tests/model/test_precision.py``):
 
 * trained weights (the bundled model): nothing measurable. TAP-Vid-style benchmark
-  (``make-benchmark`` seed 0, 6 videos) AJ 48.13 fp32 / 48.17 bf16, delta_avg 59.95 / 59.94,
-  OA 82.90 / 82.88; BADJA delta_avg 21.95 / 22.03.
+  (``make-benchmark`` seed 0, 6 videos), fp32 exact / bf16 exact / bf16 fast kernels: AJ 48.13 /
+  48.17 / 48.13, delta_avg 59.95 / 59.94 / 59.94, OA 82.90 / 82.88 / 82.90; BADJA delta_avg
+  21.95 / 22.03 / 22.06.
 * the parity fixtures (official architecture, random-like formula weights): the tracks move by
   a median of ~0.3 px. Model level (96x128 input): max ~1 px offline, ~2.4 px online. Predictor
   level (384x512, 6 iterations, pixels of the 216x389 input, exact and fast kernels): offline
-  median 0.29-0.36 / max 0.86-0.98 px; online, 21 frames streamed, median 0.30-0.34 / p95
-  1.1-1.3 / max 4.4-4.9 px; the visibility flags identical. Almost all of it is the bf16 rounding
+  median 0.29-0.33 / max 0.86-1.04 px; online, 21 frames streamed, median 0.32-0.34 / p95
+  1.3 / max 4.9-5.1 px; the visibility flags identical. Almost all of it is the bf16 rounding
   of the weights themselves (float32 arithmetic with bf16-rounded weights moves them as much), a
   fixed perturbation of the function, not drift.
 
@@ -133,9 +134,10 @@ def fast_kernels_for(dtype: torch.dtype | None) -> bool:
 
     In float32 the exact kernels are kept: they are the ones that reproduce the official numbers
     bit for bit. Under bf16 / fp16 there is nothing to reproduce and the fast kernels are faster
-    (fused attention; the correlation gathered from bf16 feature maps): on 1 CPU thread, official
-    architecture, 8 frames, grid 10: 3.3 s exact vs 2.65 s fast; bundled model, 24 frames, grid
-    20: 9.6 vs 7.75 s (float32 exact: 6.9 and 10.0 s).
+    (fused attention; the correlation gathered from bf16 feature maps and interpolated in bf16):
+    on 1 CPU thread of an AMX Xeon, official architecture, 8 frames, grid 10: bf16 3.3 s exact vs
+    2.65 s fast (float32 exact 6.9 s); bundled model, 24 frames, grid 20: 9.6 s exact vs 4.3 s
+    fast (float32 exact 10.0 s). Busy machine: ratios within one run only.
     """
     return dtype is not None
 

@@ -250,7 +250,7 @@ class CoTrackerThreeBase(nn.Module):
             # Channels-last copies once per window make every iteration's gathers contiguous.
             # Under autocast they are stored in its dtype: half the memory traffic of the gathers,
             # and the correlation products run on the bf16 units (corr_mlp would round its input
-            # to bf16 anyway; the bilinear interpolation stays in float32).
+            # to bf16 anyway).
             dtype = _autocast_dtype(coords.device) or pyramid[0].dtype
             pyramid = [lvl.permute(0, 1, 3, 4, 2).to(dtype).contiguous() for lvl in pyramid]
         coord_preds, vis_preds, conf_preds = [], [], []

@@ -102,7 +102,7 @@ MEASURED = {
     ("offline", "exact"): (0.90, 0.31, 0.0007),
     ("offline", "fast"): (1.08, 0.33, 0.0008),
     ("online", "exact"): (2.38, 0.27, 0.0019),
-    ("online", "fast"): (1.79, 0.28, 0.0016),
+    ("online", "fast"): (2.26, 0.34, 0.0017),
 }
 
 
@@ -114,8 +114,9 @@ def test_bf16_cost_on_parity_fixtures(reference_dir, kind, kernels):
     update transformer's formula weights rounded to bf16 already gives max 0.62 / median 0.34 px),
     so it is a fixed perturbation of the function, not drift. The formula weights are random;
     with trained weights (the bundled model) the accuracy did not change measurably: TAP-Vid-style
-    benchmark (make-benchmark seed 0, 6 videos) AJ 48.13 fp32 / 48.17 bf16, BADJA delta_avg
-    21.95 / 22.03. That is why ``--precision auto`` means bf16 where the CPU has bf16 units.
+    benchmark (make-benchmark seed 0, 6 videos) AJ 48.13 fp32 / 48.17 bf16 exact kernels / 48.13
+    bf16 fast kernels, BADJA delta_avg 21.95 / 22.03 / 22.06. That is why ``--precision auto``
+    means bf16 where the CPU has bf16 units.
     """
     online = kind == "online"
     fx = np.load(reference_dir / "fixtures.npz")
