@@ -51,6 +51,9 @@ class Config:
     """Also write images_2/, images_4/, ... for nerfstudio's downscaled training."""
     device: str = "auto"
     """Torch device: auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …"""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Arithmetic of the network: auto (bf16 where the CPU has native bf16 units or the GPU supports it, fp32
+    elsewhere), fp32 (the official numbers), bf16, fp16 (GPUs). See cotracker3_plugin/precision.py."""
     reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
     """Options of the camera and point estimation (pycolmap)."""
     dense: bool = True
@@ -124,9 +127,14 @@ def run(cfg: Config) -> int:
             online = cfg.tracker == "cotracker3-online"
             device = resolve_device(cfg.device)
             model = load_model_verbose(cfg.model, online=online or None, device=device)
+            from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
+
+            dtype = resolve_precision(cfg.precision, device)
+            model.set_fast(fast_kernels_for(dtype))
+            log.info("Network arithmetic: %s", precision_name(dtype))
             with progress_callback("tracking", enabled=bars, unit="frames") as cb:
                 tracks = track(clip, model, queries=queries, backward_tracking=cfg.backward_tracking,
-                               progress=cb)
+                               precision=precision_name(dtype), progress=cb)
     log.info("%d tracks, %.0f%% visible", tracks.num_points, 100 * tracks.mean_visibility())
 
     with sw("reconstruct"):
