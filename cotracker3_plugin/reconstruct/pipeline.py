@@ -24,17 +24,16 @@ from cotracker3_plugin.reconstruct import cleanup
 from cotracker3_plugin.reconstruct.calibrate import CalibrationConfig, FocalEstimate, self_calibrate
 from cotracker3_plugin.reconstruct.cameras import CameraSolution, SolveOptions, solve_cameras
 from cotracker3_plugin.reconstruct.correspondences import (
-    estimate_pair,
     frame_pairs,
     parallax_share,
     select_frames,
     select_sfm_tracks,
     usable_observations,
 )
+from cotracker3_plugin.reconstruct.keyframes import residual_limit, solve_keyframes
 from cotracker3_plugin.reconstruct.mapping import CameraModel, make_camera
 from cotracker3_plugin.reconstruct.motion import (
     MotionConfig,
-    MultiViewTest,
     moving_masks,
     multiview_test,
     segment_motion,
@@ -162,57 +161,6 @@ class ReconstructReport:
     """SIFT feature tracks added to the tracker's (``sift``)."""
     camera_fixed: str = ""
     """Why the camera was held fixed on a retry (empty when the free camera worked or no retry ran)."""
-    unregistered_frames: list[int] = field(default_factory=list)
-    tracks: int = 0
-    tracks_moving: int = 0
-    """Tracks rejected as moving (epipolar outliers)."""
-    sfm_tracks: int = 0
-    sfm_points: int = 0
-    sfm_models: int = 0
-    sfm_mean_reprojection_error: float = float("nan")
-    points_triangulated: int = 0
-    points: int = 0
-    """Points in the scene after clean-up."""
-    mean_reprojection_error: float = float("nan")
-    """Mean over the scene's points of their mean reprojection error (px)."""
-    focal: float = float("nan")
-    focal_prior: str = ""
-    """Where the starting focal length came from: "given", the metadata tag, or "default (1.2 x side)"."""
-    runtime_s: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ReconstructResult:
-    scene: Scene
-    report: ReconstructReport
-    tracks: Tracks
-    """The tracks ``scene.track_ids`` index: the input tracks (LK-refined when ``tracks_refined``),
-    followed by the SIFT feature tracks. Pass these to :func:`.write_colmap_model` so every point keeps
-    its 2D observations."""
-
-
-@dataclass
-class ReconstructReport:
-    """What happened, for ``report.json`` and logs."""
-
-    frames: int = 0
-    frames_mapped: int = 0
-    """Frames handed to the mapper."""
-    frames_registered: int = 0
-    """Frames with a pose in the end (mapper + absolute pose)."""
-    frames_registered_by_mapper: int = 0
-    frames_registered_by_pnp: int = 0
-    camera_implausible: bool = False
-    """The mapper's camera was absurd (focal far outside 0.1-10 image sizes, or huge distortion): poses dropped."""
-    tracks_refined: bool = False
-    """The tracks were sharpened by Lucas-Kanade first (``refine_tracks``)."""
-    sift_tracks: int = 0
-    """SIFT feature tracks added to the tracker's (``sift``)."""
-    camera_fixed: str = ""
-    """Why the camera was held fixed on a retry (empty when the free camera worked or no retry ran)."""
     no_parallax: bool = False
     """The camera only turned (or the scene is a plane): no 3D can be had from this video."""
     failure: str = ""
@@ -300,101 +248,6 @@ def _on_masks(xy: np.ndarray, masks: np.ndarray) -> np.ndarray:
     xi = np.clip(np.rint(np.nan_to_num(xy[..., 0])), 0, w - 1).astype(np.int64)
     yi = np.clip(np.rint(np.nan_to_num(xy[..., 1])), 0, h - 1).astype(np.int64)
     return masks[np.arange(T)[:, None], yi, xi]
-
-
-@dataclass
-class _KeyframeSolve:
-    """The key frames' cameras at a trial focal, and which tracks they explain."""
-
-    solution: CameraSolution
-    focal: float
-    test: MultiViewTest
-    """Which tracks and observations these cameras explain."""
-
-
-def _solve_once(xy: np.ndarray, usable: np.ndarray, keys: np.ndarray, frame_size: tuple[int, int],
-                focals: list[float], opts: SolveOptions, max_tracks: int, seed: int
-                ) -> tuple[CameraSolution | None, float]:
-    """Poses of the key frames with the camera fixed at the first of ``focals`` that maps (a fixed camera
-    maps where a free one runs away; its focal only has to be roughly right)."""
-    pairs = frame_pairs(len(keys), window=3)
-    xk = xy[keys]
-    geoms = [estimate_pair(xk, usable[keys], i, j, 2.0, seed=seed) for i, j in pairs]
-    static = np.ones(xy.shape[1], dtype=bool)
-    ids = select_sfm_tracks(xk, usable[keys], static, frame_size, max_tracks, seed, min_per_frame=60)
-    sfm = np.zeros_like(static)
-    sfm[ids] = True
-    key_opts = replace(opts, register_skipped_frames=False, final_bundle_adjustment=False, min_views=3)
-    on_keys = np.zeros(len(xy), dtype=bool)
-    on_keys[keys] = True
-    for f in focals:
-        sol = solve_cameras(xy=xy, frame_size=frame_size, frames=keys, usable_sfm=usable[keys] & sfm[None],
-                            geoms=geoms, static=static, usable_static=usable & on_keys[:, None], opts=key_opts,
-                            camera_model="SIMPLE_PINHOLE", focal=f, refine_focal=False)
-        if not sol.failure and sol.registered.sum() >= 3:
-            return sol, f
-        log.info("key frames at f=%.0f px: %s", f, sol.failure or "fewer than 3 frames")
-    return None, float("nan")
-
-
-def _coverage(xy: np.ndarray, usable: np.ndarray, frame_size: tuple[int, int], cells: int = 16) -> int:
-    """Cells of a ``cells`` x ``cells`` grid holding an observation, summed over the frames."""
-    h, w = frame_size
-    total = 0
-    for t in range(len(xy)):
-        p = xy[t, usable[t]]
-        c = (np.clip(p[:, 1] / h * cells, 0, cells - 1).astype(np.int64) * cells
-             + np.clip(p[:, 0] / w * cells, 0, cells - 1).astype(np.int64))
-        total += len(np.unique(c))
-    return total
-
-
-def _solve_keyframes(xy: np.ndarray, usable: np.ndarray, keys: np.ndarray, frame_size: tuple[int, int],
-                     focals: list[float], opts: SolveOptions, motion: MotionConfig, max_tracks: int, seed: int
-                     ) -> _KeyframeSolve | None:
-    """The key frames' cameras relative to the static world, for the multi-view motion test and
-    self-calibration.
-
-    A camera that pans to follow its subject can make the mapper reconstruct the subject rather
-    than the room (both pass the two-view test). So: solve, set aside the tracks that solution
-    explains, solve the rest again, and keep the solution whose tracks cover more of the frames (the
-    world surrounds what moves in it; counting tracks or observations would favour a subject that the
-    camera keeps in view while the room's tracks come and go).
-    """
-    found: list[tuple[CameraSolution, float, float]] = []
-    use = usable.copy()
-    for _ in range(2 if motion.enabled else 1):
-        sol, f = _solve_once(xy, use, keys, frame_size, focals, opts, max_tracks, seed)
-        if sol is None:
-            break
-        limit = _residual_limit(sol, motion)
-        found.append((sol, f, limit))
-        t = multiview_test(xy, usable, sol.world_from_cam, sol.registered, sol.camera, limit)
-        use &= ~(t.tested & ~t.dynamic())[None]  # set aside what this solution explains
-        if (use[keys].sum(0) >= 3).sum() < 0.1 * (usable[keys].sum(0) >= 3).sum():
-            break  # nothing sizeable left to be another world
-    if not found:
-        return None
-    # Both tests at the tighter limit (a solution that mixes the subject with parts of the room fits
-    # both loosely); each track goes to the solution that explains more of it; the solution whose
-    # tracks cover more of the key frames is the world.
-    limit = min(lim for _, _, lim in found)
-    tests = [multiview_test(xy, usable, sol.world_from_cam, sol.registered, sol.camera, limit)
-             for sol, _, _ in found]
-    share = np.stack([np.where(t.tested, t.moving_share, np.inf) for t in tests])
-    owner = np.where(share.min(0) <= 0.5, share.argmin(0), -1)
-    scores = [_coverage(xy[keys], usable[keys] & (owner == i)[None], frame_size) for i in range(len(found))]
-    for i, ((sol, f, _), sc) in enumerate(zip(found, scores)):
-        log.info("key frames solved at f=%.0f px: %d frames, %d tracks of theirs covering %d cells", f,
-                 int(sol.registered.sum()), int(np.sum(owner == i)), sc)
-    best = int(np.argmax(scores))
-    return _KeyframeSolve(found[best][0], found[best][1], tests[best])
-
-
-def _residual_limit(sol: CameraSolution, motion: MotionConfig) -> float:
-    """Reprojection error (px) above which an observation is not explained by a solution."""
-    ref = float(np.median(sol.tri.errors)) if len(sol.tri.errors) else 1.0
-    return max(motion.multiview_min_error, motion.multiview_factor * ref)
 
 
 def _no_scene(tracks: Tracks, clip: Clip | None, rep: ReconstructReport, dynamic: np.ndarray,
@@ -510,7 +363,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     if need_keys and len(keys) >= 3:
         stage("keyframes")
         trials = [known_focal] if known_focal else [k * side for k in KEYFRAME_FOCALS]
-        key = _solve_keyframes(tracks.xy, usable_all & ~dynamic[None], keys, size, trials, opts, cfg.motion,
+        key = solve_keyframes(tracks.xy, usable_all & ~dynamic[None], keys, size, trials, opts, cfg.motion,
                                max_tracks=cfg.max_sfm_tracks, seed=cfg.seed)
         if key is not None:
             key_sol, key_focal = key.solution, key.focal
@@ -598,7 +451,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     if cfg.motion.enabled and registered.sum() >= 3 and len(tri.points):
         # Final labels and masks from every solved frame: the key frames' test saw only some frames.
         stage("motion_final")
-        test = multiview_test(tracks.xy, usable_all, wfc, registered, sol.camera, _residual_limit(sol, cfg.motion))
+        test = multiview_test(tracks.xy, usable_all, wfc, registered, sol.camera, residual_limit(sol, cfg.motion))
         dynamic = seg.dynamic | test.dynamic()
         # Observations vote by their own fit: a static track that slipped onto an occluder for a few
         # frames is moving evidence there and nowhere else.

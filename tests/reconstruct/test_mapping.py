@@ -4,8 +4,8 @@ import numpy as np
 import pycolmap
 import pytest
 
-from cotracker3_plugin.reconstruct.mapping import camera_to_scene, make_camera
 from cotracker3_plugin.reconstruct.correspondences import select_frames, select_sfm_tracks
+from cotracker3_plugin.reconstruct.mapping import camera_to_scene, make_camera
 
 
 def test_camera_to_scene_shifts_principal_point_and_reads_distortion():
