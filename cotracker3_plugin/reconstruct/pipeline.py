@@ -49,8 +49,8 @@ __all__ = ["ReconstructConfig", "ReconstructReport", "ReconstructResult", "recon
            "reconstruct_detailed"]
 
 
-#: The fixed-camera retry needs at least this share of static tracks off a homography (parallax):
-#: without it the camera only turned, and a fixed camera would turn that into invented structure.
+#: Below this share of static tracks off one homography the video has no parallax (the camera only turned
+#: or stood still, or the scene is a plane): no cameras or points are made up from it.
 MIN_PARALLAX_SHARE = 0.02
 #: Key-frame solve: focal lengths (x the larger image side) tried in turn when no prior is known.
 KEYFRAME_FOCALS = (0.9, 0.6, 1.4)
@@ -77,9 +77,9 @@ class ReconstructConfig:
     FocalLengthIn35mmFilm or FocalLength + FocalPlaneXResolution of photos, a phone video's 35 mm-equivalent
     metadata key. It is still refined (and self-calibration checks it)."""
     constrained_retry: bool = True
-    """Last resort: when the free camera fails (no structure, or an absurd focal length or distortion) but
-    the tracks show parallax, solve again with the camera held fixed (SIMPLE_PINHOLE) at the given or
-    self-calibrated focal length."""
+    """Last resort: when the free camera fails (no structure, or an absurd focal length or distortion), solve
+    again with the camera held fixed (SIMPLE_PINHOLE) at the given or self-calibrated focal length, or, when
+    the video did not determine it, at 0.7, 1.0 and 1.4 x the larger side, keeping the best reprojection."""
     motion: MotionConfig = field(default_factory=MotionConfig)
     """Moving subjects: which tracks and pixels are kept out of the map (and masked for nerfstudio)."""
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
