@@ -126,7 +126,6 @@ import argparse
 import datetime
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -437,23 +436,6 @@ def fmt_scenes(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def cpu_model() -> str:
-    """``lscpu``'s Model name (falls back to /proc/cpuinfo)."""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def write_scene_results(rows: list[dict], command: str, out_dir: Path = RESULTS) -> tuple[Path, Path]:
     """``reconstruct_scenes.json`` and ``.md``: rows of earlier runs are kept unless this run re-measured the
     same (dataset, method), so the slow methods can be run one at a time. Each row keeps its date and CPU."""
@@ -462,6 +444,8 @@ def write_scene_results(rows: list[dict], command: str, out_dir: Path = RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out_dir / "reconstruct_scenes.json", out_dir / "reconstruct_scenes.md"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    from _machine import _cpu_model as cpu_model  # one place reads the CPU model
+
     cpu = cpu_model()
     threads = torch.get_num_threads()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None

@@ -151,19 +151,17 @@ class TrainConfig(TrainerConfig):
             return self.query_sampling
         return "first" if self.online else "random"
 
+    def _clip_shape(self, length: int | None) -> dict:
+        """The clip-shape fields both synthetic generators take from this config."""
+        T = self.resolved_seq_len
+        return dict(num_frames=T, min_frames=T // 2 if self.resolved_random_seq_len else 0,
+                    height=self.crop_size[0], width=self.crop_size[1], num_tracks=self.resolved_traj_per_sample,
+                    include_last_frame=self.resolved_query_sampling == "random",
+                    **({"length": length} if length is not None else {}))
+
     def synthetic_config(self, *, length: int | None = None) -> SyntheticConfig:
         """The synthetic generator's settings with clip shape taken from this config."""
-        T = self.resolved_seq_len
-        return dataclasses.replace(
-            self.synthetic,
-            num_frames=T,
-            min_frames=T // 2 if self.resolved_random_seq_len else 0,
-            height=self.crop_size[0],
-            width=self.crop_size[1],
-            num_tracks=self.resolved_traj_per_sample,
-            include_last_frame=self.resolved_query_sampling == "random",
-            **({"length": length} if length is not None else {}),
-        )
+        return dataclasses.replace(self.synthetic, **self._clip_shape(length))
 
 
     @property
@@ -175,17 +173,7 @@ class TrainConfig(TrainerConfig):
 
     def synthetic3d_config(self, *, length: int | None = None) -> Synthetic3DConfig:
         """The 3-D generator's settings with clip shape taken from this config."""
-        T = self.resolved_seq_len
-        return dataclasses.replace(
-            self.synthetic3d,
-            num_frames=T,
-            min_frames=T // 2 if self.resolved_random_seq_len else 0,
-            height=self.crop_size[0],
-            width=self.crop_size[1],
-            num_tracks=self.resolved_traj_per_sample,
-            include_last_frame=self.resolved_query_sampling == "random",
-            **({"length": length} if length is not None else {}),
-        )
+        return dataclasses.replace(self.synthetic3d, **self._clip_shape(length))
 
 
 def tiny_model_config(online: bool, resolution: tuple[int, int]):
