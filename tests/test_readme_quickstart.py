@@ -70,10 +70,13 @@ def test_quickstart_job_runs_verbatim(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_registered"] >= 2 and summary["points"] > 0, summary
     runtime = summary["runtime_s"]  # written inside the atomic export, so the export is timed too
-    assert set(runtime) == {"decode", "track", "reconstruct", "export", "total"} and runtime["export"] > 0
+    assert set(runtime) == {"decode", "track", "reconstruct", "densify", "export", "total"} and runtime["export"] > 0
     assert runtime["total"] == pytest.approx(sum(v for k, v in runtime.items() if k != "total"), abs=0.01)
     transforms = json.loads((out / "transforms.json").read_text())
     assert len(transforms["frames"]) == summary["frames_registered"]
     assert (out / "sparse_pc.ply").is_file() and (out / "colmap" / "sparse" / "0" / "cameras.bin").is_file()
+    # The dense cloud is what splatfacto starts from; the SfM points stay beside it.
+    assert summary["dense_points"] > summary["points"] and (out / "sfm_pc.ply").is_file(), summary
+    assert summary["camera"]["calibration"]["focal"] > 0 and "focal" in proc.stdout
     assert summary["frames"] == 87 and summary["model"].startswith("bundled") and summary["tracks"] > 0, summary
     assert summary["camera"]["tracks_refined"], summary  # the bundled model's tracks are sharpened by LK
