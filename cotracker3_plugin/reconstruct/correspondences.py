@@ -22,7 +22,7 @@ from cotracker3_plugin.tracks import Tracks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PairGeometry", "estimate_pair", "frame_pairs", "parallax_share", "select_frames", "select_sfm_tracks",
+__all__ = ["PairGeometry", "estimate_pair", "frame_pairs", "on_mask", "parallax_share", "select_frames", "select_sfm_tracks",
            "usable_observations"]
 
 
@@ -44,14 +44,17 @@ def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: 
         if m.shape[-2:] != (h, w) or m.ndim not in (2, 3) or (m.ndim == 3 and len(m) != tracks.num_frames):
             raise ValueError(f"exclude_mask must be (H, W) or (T, H, W) = ({tracks.num_frames}, {h}, {w}), "
                              f"got {m.shape}")
-        xi = np.clip(np.rint(tracks.xy[..., 0]), 0, w - 1).astype(np.int64)
-        yi = np.clip(np.rint(tracks.xy[..., 1]), 0, h - 1).astype(np.int64)
-        if m.ndim == 2:
-            hit = m[yi, xi]
-        else:
-            hit = m[np.arange(tracks.num_frames)[:, None], yi, xi]
-        ok &= ~hit
+        ok &= ~on_mask(tracks.xy, m if m.ndim == 3 else np.broadcast_to(m, (tracks.num_frames, h, w)))
     return ok
+
+
+def on_mask(xy: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(T, N) bool: observation ``xy`` (T, N, 2) lies on a True pixel of its frame's mask (T, H, W)
+    (nearest pixel; non-finite positions read pixel 0, 0)."""
+    T, h, w = masks.shape
+    xi = np.clip(np.rint(np.nan_to_num(xy[..., 0])), 0, w - 1).astype(np.int64)
+    yi = np.clip(np.rint(np.nan_to_num(xy[..., 1])), 0, h - 1).astype(np.int64)
+    return masks[np.arange(T)[:, None], yi, xi]
 
 
 def frame_pairs(num_frames: int, window: int = 5, long_range: bool = True) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ from cotracker3_plugin.reconstruct.calibrate import CalibrationConfig, FocalEsti
 from cotracker3_plugin.reconstruct.cameras import CameraSolution, SolveOptions, solve_cameras
 from cotracker3_plugin.reconstruct.correspondences import (
     frame_pairs,
+    on_mask,
     parallax_share,
     select_frames,
     select_sfm_tracks,
@@ -243,14 +244,6 @@ def _focal_prior(cfg: ReconstructConfig, clip: Clip | None, frame_size: tuple[in
     return None, ""
 
 
-def _on_masks(xy: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(T, N) bool: the observation lies on a True pixel of its frame's mask."""
-    T, h, w = masks.shape
-    xi = np.clip(np.rint(np.nan_to_num(xy[..., 0])), 0, w - 1).astype(np.int64)
-    yi = np.clip(np.rint(np.nan_to_num(xy[..., 1])), 0, h - 1).astype(np.int64)
-    return masks[np.arange(T)[:, None], yi, xi]
-
-
 def _no_scene(tracks: Tracks, clip: Clip | None, rep: ReconstructReport, dynamic: np.ndarray,
               times: dict[str, float], stage: Callable[[str], None]) -> ReconstructResult:
     """The result when no camera can be solved: every frame unregistered, no point."""
@@ -408,7 +401,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
         moving_obs = usable_all & (dynamic[None] | test.moving_obs)
         labelled_obs = usable_all & (labelled | test.tested)[None]
     masks = moving_masks(tracks.xy, usable_all, moving_obs, labelled_obs, size, cfg.motion)
-    usable_static = usable_all & ~dynamic[None] & ~_on_masks(tracks.xy, masks)
+    usable_static = usable_all & ~dynamic[None] & ~on_mask(tracks.xy, masks)
 
     # -- the free-camera solve from that focal ---------------------------------------------------
     usable_f = usable_static[frames]
