@@ -1,26 +1,30 @@
 """Dense triangulation: every track becomes a 3D point given the final camera poses.
 
-Vectorised over tracks: each observation is a ray from its camera centre; the point
-minimising the summed squared distance to the rays is the solution of a 3x3 linear
-system per track. Observations that reproject further than ``max_error`` px (or lie
-behind the camera) are dropped and the point is solved again, so a track that slid off
-its surface for a few frames still gives a point. Points seen under too small an angle
-(depth undetermined) or by too few frames are dropped.
+Each observation is a ray from its camera centre; the point minimising the summed squared
+distance to the rays is the solution of a 3x3 linear system per track. Observations that
+reproject further than ``max_error`` px (or lie behind the camera) are dropped and the point
+is solved again, so a track that slid off its surface for a few frames still gives a point.
+Points seen under too small an angle (depth undetermined) or by too few frames are dropped.
 
 The ray intersection minimises distances in space, which favours near cameras once the
 observations are noisy; ``refine_iters`` Gauss-Newton steps then minimise the reprojection
 error itself (in undistorted normalised coordinates, so the lens model is applied once).
+
+Only the usable (frame, track) observations are computed on: dense tracks are short, so
+they are a fraction of frames x tracks. Each chunk lists them sorted by track then frame;
+every per-track sum, median or minimum is a reduction over the track's run of that list.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["TriangulatedPoints", "triangulate_tracks"]
+
+_SYM = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # unique entries of a symmetric 3x3
 
 
 @dataclass
@@ -39,78 +43,122 @@ class TriangulatedPoints:
     """(P,) approximate largest angle (degrees) between the inlier rays of each point."""
 
 
-def _normalised_coords(xy: np.ndarray, usable: np.ndarray, cameras: Sequence, camera_index: np.ndarray
-                       ) -> np.ndarray:
-    """(T, N, 2) undistorted normalised image coordinates (NaN where not usable)."""
-    out = np.full(xy.shape, np.nan)
-    for t in range(xy.shape[0]):
-        idx = np.flatnonzero(usable[t])
-        if len(idx):
-            out[t, idx] = cameras[int(camera_index[t])].cam_from_img(xy[t, idx].astype(np.float64))
+def _per_camera(method: str, pts: np.ndarray, cam: np.ndarray, cameras: Sequence) -> np.ndarray:
+    """``cameras[c].<method>`` on the rows of ``pts`` whose camera index ``cam`` is c -> (K, 2)."""
+    out = np.empty((len(pts), 2))
+    for c in np.unique(cam):
+        sel = cam == c
+        out[sel] = getattr(cameras[int(c)], method)(np.ascontiguousarray(pts[sel]))
     return out
 
 
-def _project(cameras: Sequence, camera_index: np.ndarray, pts_cam: np.ndarray) -> np.ndarray:
-    """(T, M, 3) camera-frame points -> (T, M, 2) pixels (with the camera's distortion)."""
-    out = np.full(pts_cam.shape[:2] + (2,), np.nan)
-    for t in range(pts_cam.shape[0]):
-        z = pts_cam[t, :, 2]
-        ok = np.isfinite(z) & (z > 1e-9)
-        if ok.any():
-            out[t, ok] = cameras[int(camera_index[t])].img_from_cam(pts_cam[t, ok])
-    return out
+# Per-observation vectors are stored component-major, (3, K) and (3, 4, K), so that every
+# operation below runs on contiguous length-K arrays.
+
+def _transform(P: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """P[:, :3] @ X + P[:, 3] for every observation: P (3, 4, K), X (3, K) -> (3, K)."""
+    return P[:, 0] * X[0] + P[:, 1] * X[1] + P[:, 2] * X[2] + P[:, 3]
 
 
-def _solve(centres: np.ndarray, dirs: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Least-squares ray intersection. centres (T,3), dirs (T,M,3) unit, w (T,M) -> (M,3)."""
-    eye = np.eye(3)
-    proj = eye - dirs[..., :, None] * dirs[..., None, :]  # (T, M, 3, 3)
-    A = np.einsum("tm,tmij->mij", w, proj)
-    b = np.einsum("tm,tmij,tj->mi", w, proj, centres)
-    # A tiny ridge keeps degenerate (single-ray) systems solvable; they are dropped later.
-    A += 1e-9 * eye
+def _sums(seg: np.ndarray, M: int, sym: dict, vec: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per-track sums: (M, 3, 3) of the symmetric matrix with entries ``sym[i, j]`` (i <= j,
+    each (K,)) and (M, 3) of the vector ``vec``."""
+    A = np.empty((M, 3, 3))
+    for (i, j), v in sym.items():
+        A[:, i, j] = A[:, j, i] = np.bincount(seg, v, minlength=M)
+    b = np.stack([np.bincount(seg, v, minlength=M) for v in vec], axis=1)
+    return A, b
+
+
+def _solve(seg: np.ndarray, M: int, centres: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Least-squares ray intersection per track: ray k of track seg[k] from centres[:, k]
+    along the unit dirs[:, k] (both (3, K)) -> (M, 3)."""
+    # A = sum (I - d d^T), b = sum (I - d d^T) c = sum c - d (d . c)
+    dc = dirs[0] * centres[0] + dirs[1] * centres[1] + dirs[2] * centres[2]
+    A, b = _sums(seg, M, {(i, j): float(i == j) - dirs[i] * dirs[j] for i, j in _SYM},
+                 list(centres - dirs * dc))
+    # A tiny ridge keeps degenerate (single-ray or no-ray) systems solvable; they are dropped later.
+    A += 1e-9 * np.eye(3)
     return np.linalg.solve(A, b[..., None])[..., 0]
 
 
-def _gauss_newton(X: np.ndarray, nrm: np.ndarray, w: np.ndarray, cfw: np.ndarray, iters: int
-                  ) -> np.ndarray:
+def _gauss_newton(X: np.ndarray, seg: np.ndarray, P: np.ndarray, nrm: np.ndarray, iters: int) -> np.ndarray:
     """``iters`` Gauss-Newton steps on the squared normalised reprojection residuals.
 
-    X (M, 3) world points, nrm (T, M, 2) undistorted normalised observations, w (T, M)
-    weights (0: unused), cfw (T, 4, 4) camera-from-world. Observations behind the camera
-    are left out of a step (their Jacobian is meaningless there).
+    X (M, 3) world points; per observation: track seg (K,), camera-from-world P (3, 4, K) and
+    undistorted normalised position nrm (2, K). Observations behind the camera are left out
+    of a step (their Jacobian is meaningless there).
     """
-    R, t = cfw[:, :3, :3], cfw[:, :3, 3]
-    n = np.nan_to_num(nrm)
-    T, M = w.shape
+    M = len(X)
     for _ in range(iters):
-        pc = np.matmul(X[None], R.transpose(0, 2, 1)) + t[:, None]  # (T, M, 3)
-        ww = np.where(pc[..., 2] > 1e-9, w, 0.0)
-        z = np.where(ww > 0, pc[..., 2], 1.0)
-        u = pc[..., :2] / z[..., None]
-        r = (u - n) * ww[..., None]  # (T, M, 2)
-        # d(x/z, y/z)/dX = (R[:2] - u R[2]) / z, rows weighted like the residuals.
-        J = (R[:, None, :2, :] - u[..., :, None] * R[:, None, 2:3, :]) * (ww / z)[..., None, None]
-        Jm = J.transpose(1, 0, 2, 3).reshape(M, 2 * T, 3)  # batched matmul: BLAS, not einsum
-        H = np.matmul(Jm.transpose(0, 2, 1), Jm) + 1e-12 * np.eye(3)
-        g = np.matmul(Jm.transpose(0, 2, 1), r.transpose(1, 0, 2).reshape(M, 2 * T, 1))
-        step = np.linalg.solve(H, -g)[..., 0]
+        pc = _transform(P, X.T[:, seg])
+        front = pc[2] > 1e-9
+        inv_z = 1.0 / np.where(front, pc[2], 1.0)
+        u = np.where(front, pc[0] * inv_z, 0.0)
+        v = np.where(front, pc[1] * inv_z, 0.0)
+        f = inv_z * front
+        ru, rv = (u - nrm[0]) * front, (v - nrm[1]) * front
+        # d(x/z, y/z)/dX = (R[:2] - (u, v) R[2]) / z
+        Ju = [(P[0, j] - u * P[2, j]) * f for j in range(3)]
+        Jv = [(P[1, j] - v * P[2, j]) * f for j in range(3)]
+        H, g = _sums(seg, M, {(i, j): Ju[i] * Ju[j] + Jv[i] * Jv[j] for i, j in _SYM},
+                     [Ju[i] * ru + Jv[i] * rv for i in range(3)])
+        H += 1e-12 * np.eye(3)
+        try:
+            step = np.linalg.solve(H, -g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            # H exactly singular in floating point (a lone ray whose point sits almost on its
+            # camera: J^T J ~ 1/z^2 swamps the ridge): no step for that track.
+            step = np.zeros_like(g)
+            for m in range(M):
+                try:
+                    step[m] = np.linalg.solve(H[m], -g[m])
+                except np.linalg.LinAlgError:
+                    pass
         X = X + np.where(np.isfinite(step), step, 0.0)
     return X
 
 
-def _max_ray_angle_deg(X: np.ndarray, centres: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Approximate largest angle between the inlier rays of each point (two-sweep diameter)."""
-    u = X[None] - centres[:, None]  # (T, M, 3)
-    u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
-    u = np.where(w[..., None] > 0, u, np.nan)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: points with no rays
-        mean = np.nanmean(u, axis=0)
-    a_idx = np.nanargmin(np.nan_to_num(np.einsum("tmi,mi->tm", u, mean), nan=np.inf), axis=0)
-    a = u[a_idx, np.arange(u.shape[1])]
-    cos_ab = np.nan_to_num(np.einsum("tmi,mi->tm", u, a), nan=np.inf).min(axis=0)
-    return np.degrees(np.arccos(np.clip(cos_ab, -1, 1)))
+def _runs(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start positions of the runs of the sorted ``seg`` and the run number of every element."""
+    new = np.empty(len(seg), bool)
+    new[:1] = True
+    np.not_equal(seg[1:], seg[:-1], out=new[1:])
+    return np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def _median(seg: np.ndarray, v: np.ndarray, M: int) -> np.ndarray:
+    """(M,) median of ``v`` per track ``seg``; inf for tracks with no values."""
+    out = np.full(M, np.inf)
+    if len(v) == 0:
+        return out
+    v = v[np.lexsort((v, seg))]
+    n = np.bincount(seg, minlength=M)
+    has = np.flatnonzero(n)
+    start = (np.cumsum(n) - n)[has]
+    out[has] = (v[start + (n[has] - 1) // 2] + v[start + n[has] // 2]) / 2
+    return out
+
+
+def _max_ray_angle_deg(X: np.ndarray, seg: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Approximate largest angle between the rays of each point (two-sweep diameter): the ray
+    farthest from the mean direction (first in frame order on ties), then the ray farthest
+    from that one. Ray k: track seg[k] (sorted) seen from centres[:, k]. 0 for no rays."""
+    M = len(X)
+    angle = np.zeros(M)
+    if len(seg) == 0:
+        return angle
+    u = X.T[:, seg] - centres
+    u /= np.maximum(np.linalg.norm(u, axis=0), 1e-12)
+    n = np.maximum(np.bincount(seg, minlength=M), 1)
+    mean = np.stack([np.bincount(seg, c, minlength=M) / n for c in u])  # (3, M)
+    starts, run = _runs(seg)
+    d = np.nan_to_num(np.einsum("ik,ik->k", u, mean[:, seg]), nan=np.inf)
+    cand = np.flatnonzero(d == np.minimum.reduceat(d, starts)[run])
+    a = u[:, cand[_runs(run[cand])[0]]]  # (3, runs)
+    cos_ab = np.minimum.reduceat(np.nan_to_num(np.einsum("ik,ik->k", u, a[:, run]), nan=np.inf), starts)
+    angle[seg[starts]] = np.degrees(np.arccos(np.clip(cos_ab, -1, 1)))
+    return angle
 
 
 def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.ndarray,
@@ -128,44 +176,56 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
     T, N = usable.shape
     use = usable & np.asarray(registered, dtype=bool)[:, None]
     reg = np.flatnonzero(np.asarray(registered, dtype=bool))
+    cam_of_frame = np.asarray(camera_index).astype(np.int64)
     wfc = np.asarray(world_from_cam, dtype=np.float64)
-    R_wc = np.where(np.isfinite(wfc[:, :3, :3]), wfc[:, :3, :3], 0.0)
-    centres = np.where(np.isfinite(wfc[:, :3, 3]), wfc[:, :3, 3], 0.0)
+    # Component-major per frame: R_wc (3, 3, T), centres (3, T), cfw_c (3, 4, T).
+    R_wc = np.where(np.isfinite(wfc[:, :3, :3]), wfc[:, :3, :3], 0.0).transpose(1, 2, 0)
+    centres = np.where(np.isfinite(wfc[:, :3, 3]), wfc[:, :3, 3], 0.0).T
     cfw = np.tile(np.eye(4), (T, 1, 1))
     cfw[reg] = np.linalg.inv(wfc[reg])
+    cfw_c = cfw[:, :3].transpose(1, 2, 0)
     keep_cols = np.flatnonzero(use.sum(0) >= min_views)
 
     pts_all, ids_all, err_all, nv_all, inl_all, ang_all = [], [], [], [], [], []
     for s in range(0, len(keep_cols), chunk):
         cols = keep_cols[s:s + chunk]
-        u = use[:, cols]
-        nrm = _normalised_coords(xy[:, cols], u, cameras, camera_index)
-        rays = np.concatenate([nrm, np.ones(nrm.shape[:2] + (1,))], axis=-1)
-        dirs = np.einsum("tij,tmj->tmi", R_wc, np.nan_to_num(rays))
-        dirs /= np.maximum(np.linalg.norm(dirs, axis=-1, keepdims=True), 1e-12)
-        w = u.astype(np.float64)
+        M = len(cols)
+        # The chunk's usable observations, sorted by track then frame.
+        mk, tk = np.nonzero(use[:, cols].T)
+        K = len(tk)
+        obs = xy[tk, cols[mk]].astype(np.float64)  # (K, 2)
+        cam = cam_of_frame[tk]
+        nrm = np.ascontiguousarray(np.nan_to_num(_per_camera("cam_from_img", obs, cam, cameras)).T)
+        R = np.take(R_wc, tk, axis=2)
+        dirs = R[:, 0] * nrm[0] + R[:, 1] * nrm[1] + R[:, 2]  # R @ (x, y, 1)
+        dirs /= np.maximum(np.linalg.norm(dirs, axis=0), 1e-12)
+        c_k, P = np.take(centres, tk, axis=1), np.take(cfw_c, tk, axis=2)
+        w = np.ones(K, bool)  # observations used by the current solve
         for r in range(max(1, rounds) + 1):
-            X = _solve(centres, dirs, w)
+            a = np.flatnonzero(w)
+            X = _solve(mk[a], M, c_k[:, a], dirs[:, a])
             if refine_iters > 0:
-                X = _gauss_newton(X, nrm, w, cfw, refine_iters)
-            pc = np.einsum("tij,mj->tmi", cfw[:, :3, :3], X) + cfw[:, None, :3, 3]
-            px = _project(cameras, camera_index, pc)
-            err = np.linalg.norm(px - xy[:, cols], axis=-1)
-            valid = u & np.isfinite(err) & (pc[..., 2] > 0)
-            limit = np.full(len(cols), float(max_error))
+                X = _gauss_newton(X, mk[a], P[:, :, a], nrm[:, a], refine_iters)
+            # Every usable observation is re-checked: one dropped in an early round may come back.
+            pc = _transform(P, X.T[:, mk])
+            front = np.isfinite(pc[2]) & (pc[2] > 1e-9)
+            px = np.full((K, 2), np.nan)
+            px[front] = _per_camera("img_from_cam", pc[:, front].T, cam[front], cameras)
+            err = np.linalg.norm(px - obs, axis=-1)
+            valid = np.isfinite(err) & (pc[2] > 0)
+            limit = np.full(M, float(max_error))
             if r < rounds:
                 # A gross slip in one frame pulls the first solution off for all frames:
                 # first drop only what is far above the track's median residual.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # tracks with no rays left
-                    med = np.nanmedian(np.where(w > 0, err, np.nan), axis=0)
-                limit = np.maximum(limit, 3.0 * np.nan_to_num(med, nan=np.inf))
-            good = valid & (err < limit[None])
-            w = good.astype(np.float64)
-        nv = good.sum(0)
-        err_mean = np.where(good, err, 0).sum(0) / np.maximum(nv, 1)
-        angle = _max_ray_angle_deg(X, centres, w) if len(cols) else np.zeros(0)
+                sel = w & ~np.isnan(err)
+                limit = np.maximum(limit, 3.0 * _median(mk[sel], err[sel], M))
+            w = valid & (err < limit[mk])
+        nv = np.bincount(mk[w], minlength=M)
+        err_mean = np.bincount(mk[w], err[w], minlength=M) / np.maximum(nv, 1)
+        angle = _max_ray_angle_deg(X, mk[w], c_k[:, w])
         ok = (nv >= min_views) & (angle >= min_angle_deg) & np.all(np.isfinite(X), axis=1)
+        good = np.zeros((T, M), bool)
+        good[tk[w], mk[w]] = True
         pts_all.append(X[ok])
         ids_all.append(cols[ok])
         err_all.append(err_mean[ok])
