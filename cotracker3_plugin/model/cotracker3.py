@@ -34,6 +34,8 @@ from cotracker3_plugin.model.config import CoTrackerConfig
 from cotracker3_plugin.model.correlation import (
     correlation_volume,
     correlation_volume_fast,
+    fast_feature_map,
+    fast_query_operand,
     sample_frame_patches,
     sample_video_patches,
 )
@@ -205,7 +207,8 @@ class CoTrackerThreeBase(nn.Module):
     ) -> torch.Tensor:
         """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units).
 
-        ``pyramid`` levels are (B, S, C, H, W), or channels-last (B, S, H, W, C) in fast mode.
+        ``pyramid`` levels are (B, S, C, H, W) and ``patches`` (B, k*k, N, C); in fast mode they are
+        the layouts :func:`fast_feature_map` and :func:`fast_query_operand` make once per window.
         Without autograd it runs on chunks of frames: each (frame, track) pair holds a k^4 volume
         (2401 floats), so a whole clip's volumes would dominate inference memory.
         """
@@ -221,7 +224,7 @@ class CoTrackerThreeBase(nn.Module):
         for i, (level, qp) in enumerate(zip(pyramid, patches)):
             level = level.reshape(b * s, *level.shape[2:])
             if self.fast:
-                vol = correlation_volume_fast(level, flat / 2**i, qp, self.corr_radius)
+                vol = correlation_volume_fast(level, flat / 2**i, None, self.corr_radius, operand=qp)
             else:
                 vol = correlation_volume(sample_frame_patches(level, flat / 2**i, self.corr_radius), qp)
             embs.append(self.corr_mlp(vol))
@@ -247,12 +250,13 @@ class CoTrackerThreeBase(nn.Module):
         h, w = self.model_resolution
         scale = torch.tensor([w / self.stride, h / self.stride], device=coords.device)
         if self.fast:
-            # Channels-last copies once per window make every iteration's gathers contiguous.
+            # Gather-friendly copies once per window (not once per iteration and chunk of frames).
             # Under autocast they are stored in its dtype: half the memory traffic of the gathers,
             # and the correlation products run on the bf16 units (corr_mlp would round its input
             # to bf16 anyway).
             dtype = _autocast_dtype(coords.device) or pyramid[0].dtype
-            pyramid = [lvl.permute(0, 1, 3, 4, 2).to(dtype).contiguous() for lvl in pyramid]
+            pyramid = [fast_feature_map(lvl, self.corr_radius, dtype) for lvl in pyramid]
+            patches = [fast_query_operand(qp, dtype) for qp in patches]
         coord_preds, vis_preds, conf_preds = [], [], []
         for _ in range(iters):
             coords = coords.detach()

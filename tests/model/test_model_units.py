@@ -13,6 +13,7 @@ from cotracker3_plugin.model import CoTrackerConfig, CoTrackerThreeOffline, CoTr
 from cotracker3_plugin.model.correlation import (
     correlation_volume,
     correlation_volume_fast,
+    fast_feature_map,
     patch_offsets,
     sample_frame_patches,
 )
@@ -50,9 +51,10 @@ def test_fast_correlation_matches_exact():
     b, s, n, c = 2, 3, 40, 16
     fmap = torch.randn(b * s, c, 12, 20)
     centers = torch.rand(b * s, n, 2) * torch.tensor([30.0, 20.0]) - 5  # many outside the map
+    centers[:, :6] = torch.tensor([[-60.0, 5.0], [90.0, 5.0], [8.0, -40.0], [8.0, 70.0], [-9.5, -8.2], [28.7, 19.9]])
     qry = torch.randn(b, 49, n, c)
     exact = correlation_volume(sample_frame_patches(fmap, centers, 3), qry)
-    fast = correlation_volume_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, qry, 3)
+    fast = correlation_volume_fast(fast_feature_map(fmap, 3), centers, qry, 3)
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
 
 
@@ -78,7 +80,7 @@ def test_correlation_gradients_match_the_einsum_and_no_grad_values():
 
     ref = grads(lambda: einsum(sample_frame_patches(fmap, centers, 3), qry))
     exact = grads(lambda: correlation_volume(sample_frame_patches(fmap, centers, 3), qry))
-    fast = grads(lambda: correlation_volume_fast(fmap.permute(0, 2, 3, 1).contiguous(), centers, qry, 3))
+    fast = grads(lambda: correlation_volume_fast(fast_feature_map(fmap, 3), centers, qry, 3))
     for got in (exact, fast):
         for a, r in zip(got, ref):
             torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
