@@ -101,6 +101,20 @@ def _sampson(F: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(num / np.maximum(den, 1e-12))
 
 
+#: RANSAC fits a two-view model to at most this many correspondences (a seeded random subset; the model is
+#: then scored on all of them): with thousands of SIFT and tracker correspondences per pair the hypotheses'
+#: scoring dominated the motion step, and a thousand well-spread points pin a homography or F as well.
+RANSAC_MAX_POINTS = 1000
+
+
+def ransac_subset(n: int, seed: int) -> np.ndarray:
+    """Indices of the correspondences a RANSAC fit uses: all of them, or a seeded subset of
+    :data:`RANSAC_MAX_POINTS`."""
+    if n <= RANSAC_MAX_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, RANSAC_MAX_POINTS, replace=False))
+
+
 def estimate_pair(xy: np.ndarray, usable: np.ndarray, i: int, j: int, threshold: float,
                   min_matches: int = 15, seed: int = 0) -> PairGeometry:
     """Fundamental matrix of frames i, j by RANSAC over the tracks both see."""
@@ -112,11 +126,12 @@ def estimate_pair(xy: np.ndarray, usable: np.ndarray, i: int, j: int, threshold:
     a = xy[i, common].astype(np.float64)
     b = xy[j, common].astype(np.float64)
     cv2.setRNGSeed(seed)
+    fit = ransac_subset(len(common), seed)
     try:
-        F, _ = cv2.findFundamentalMat(a, b, cv2.USAC_MAGSAC, threshold, 0.999, 2000)
+        F, _ = cv2.findFundamentalMat(a[fit], b[fit], cv2.USAC_MAGSAC, threshold, 0.999, 2000)
     except cv2.error:
         # OpenCV's USAC asserts on some degenerate samples; plain RANSAC does not.
-        F, _ = cv2.findFundamentalMat(a, b, cv2.FM_RANSAC, threshold, 0.999, 2000)
+        F, _ = cv2.findFundamentalMat(a[fit], b[fit], cv2.FM_RANSAC, threshold, 0.999, 2000)
     if F is not None and F.shape != (3, 3):
         F = F[:3]  # several solutions (7-point): keep the first
     if F is None or F.shape != (3, 3):
