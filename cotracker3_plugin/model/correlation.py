@@ -124,8 +124,8 @@ def _per_frame(rhs: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def fast_query_operand(query_patches: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, k*k, N, C) query patches -> the (B, N, C, k*k) operand of :func:`correlation_volume_fast`
-    in ``dtype``: made once per window, not once per chunk of frames."""
+    """(B, k*k, N, C) query patches -> the (B, N, C, k*k) operand of :func:`correlation_volume_fast` and
+    :func:`correlation_volume` in ``dtype``: made once per window, not once per chunk of frames."""
     return query_patches.permute(0, 2, 3, 1).to(dtype).contiguous()
 
 
@@ -171,20 +171,23 @@ def correlation_volume_fast(
     return corr.reshape(bs * n, kk * kk)
 
 
-def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor) -> torch.Tensor:
+def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor | None, *,
+                       operand: torch.Tensor | None = None) -> torch.Tensor:
     """All pairwise dot products between target-frame patches and query patches.
 
-    frame_patches (B*S, C, N, k*k) from :func:`sample_frame_patches`; query_patches (B, k*k, N, C).
+    frame_patches (B*S, C, N, k*k) from :func:`sample_frame_patches`; query_patches (B, k*k, N, C), or
+    ``operand``, the same made once per window by :func:`fast_query_operand` (the same numbers either way).
     Returns (B*S*N, k^4) flattened as (target x, target y, query x, query y), i.e. the official
     ``einsum("btnhwc,bnijc->btnhwij")`` without 1/sqrt(C) scaling, with the same numbers.
     """
     bs, c, n, kk = frame_patches.shape
-    s = bs // query_patches.shape[0]
-    rhs = query_patches.permute(0, 2, 3, 1).contiguous().to(frame_patches.dtype)  # (B, N, C, k*k)
+    rhs = operand if operand is not None else query_patches.permute(0, 2, 3, 1)
+    rhs = rhs.to(frame_patches.dtype).contiguous()  # (B, N, C, k*k); a no-op for a prepared operand
+    s = bs // rhs.shape[0]
     # One small batched matmul per frame reads the patches in place (the einsum would first
     # copy all of them into a permuted layout).
     lhs = [frame_patches[i].permute(1, 2, 0) for i in range(bs)]  # (N, k*k, C) views
-    if torch.is_grad_enabled() and (frame_patches.requires_grad or query_patches.requires_grad):
+    if torch.is_grad_enabled() and (frame_patches.requires_grad or rhs.requires_grad):
         out = torch.matmul(frame_patches.permute(0, 2, 3, 1), _per_frame(rhs, s))  # see correlation_volume_fast
     else:
         out = frame_patches.new_empty((bs, n, kk, kk))

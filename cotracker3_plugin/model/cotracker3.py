@@ -207,8 +207,8 @@ class CoTrackerThreeBase(nn.Module):
     ) -> torch.Tensor:
         """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units).
 
-        ``pyramid`` levels are (B, S, C, H, W) and ``patches`` (B, k*k, N, C); in fast mode they are
-        the layouts :func:`fast_feature_map` and :func:`fast_query_operand` make once per window.
+        ``pyramid`` levels are (B, S, C, H, W), in fast mode the layout :func:`fast_feature_map` makes once per
+        window; ``patches`` are the query patches as :func:`fast_query_operand` lays them out.
         Without autograd it runs on chunks of frames: each (frame, track) pair holds a k^4 volume
         (2401 floats), so a whole clip's volumes would dominate inference memory.
         """
@@ -226,7 +226,7 @@ class CoTrackerThreeBase(nn.Module):
             if self.fast:
                 vol = correlation_volume_fast(level, flat / 2**i, None, self.corr_radius, operand=qp)
             else:
-                vol = correlation_volume(sample_frame_patches(level, flat / 2**i, self.corr_radius), qp)
+                vol = correlation_volume(sample_frame_patches(level, flat / 2**i, self.corr_radius), None, operand=qp)
             embs.append(self.corr_mlp(vol))
         return torch.cat(embs, dim=-1).view(b, s, n, -1)
 
@@ -257,6 +257,10 @@ class CoTrackerThreeBase(nn.Module):
             dtype = _autocast_dtype(coords.device) or pyramid[0].dtype
             pyramid = [fast_feature_map(lvl, self.corr_radius, dtype) for lvl in pyramid]
             patches = [fast_query_operand(qp, dtype) for qp in patches]
+        else:
+            # The query patches' matmul layout once per window; the same numbers, one copy instead of one per
+            # iteration and chunk of frames.
+            patches = [fast_query_operand(qp, lvl.dtype) for qp, lvl in zip(patches, pyramid)]
         coord_preds, vis_preds, conf_preds = [], [], []
         for _ in range(iters):
             coords = coords.detach()
