@@ -327,9 +327,13 @@ def scene_tracks(method: str, clip, grid_size: int = 16, num_query_frames: int =
     from cotracker3_plugin.predict import track
     from cotracker3_plugin.weights import load_model
 
+    from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
+
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(None, device=dev)
-    return track(clip, model, queries=query_grid(clip, grid_size, num_query_frames))
+    dtype = resolve_precision("auto", torch.device(dev))  # as `cotracker3 run` (--precision auto)
+    model.set_fast(fast_kernels_for(dtype))
+    return track(clip, model, queries=query_grid(clip, grid_size, num_query_frames), precision=precision_name(dtype))
 
 
 def _track_metrics(sd: SceneData, result) -> dict:
@@ -521,7 +525,7 @@ def main() -> None:
     g = ap.add_argument_group("rendered scenes (as `cotracker3 run` would process them)")
     g.add_argument("--scene-frames-target", type=int, default=48, help="load_input's num_frames_target")
     g.add_argument("--scene-max-side", type=int, default=640, help="load_input's max_side")
-    g.add_argument("--grid-size", type=int, default=16, help="bundled: query grid per query frame")
+    g.add_argument("--grid-size", type=int, default=12, help="bundled: query grid per query frame (`cotracker3 run`'s default)")
     g.add_argument("--num-query-frames", type=int, default=3, help="bundled: frames with a query grid")
     g.add_argument("--device", default="auto", help="bundled: torch device (auto: CUDA if present, else CPU)")
     g.add_argument("--max-frames", type=int, default=None,
