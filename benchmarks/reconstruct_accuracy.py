@@ -324,10 +324,9 @@ def scene_tracks(method: str, clip, grid_size: int = 16, num_query_frames: int =
         return default_tracker(ProcessDataConfig(tracker="klt"))(clip)
     import torch
 
+    from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
     from cotracker3_plugin.predict import track
     from cotracker3_plugin.weights import load_model
-
-    from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(None, device=dev)
