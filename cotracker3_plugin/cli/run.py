@@ -42,9 +42,10 @@ class Config:
     num_query_frames: int = 3
     """Frames (spread over the clip) that get a query grid; the offline model tracks each point
     through the whole clip, before and after its query frame."""
-    backward_tracking: bool = False
+    backward_tracking: bool | None = None
     """Also run the model on the reversed video for the frames before each query (the official
-    predictor's option; twice the tracking time)."""
+    predictor's option). None: on for the online model (it tracks forward from a query frame only), off
+    for the offline model (it tracks both ways already; on doubles the time)."""
     num_frames_target: int = 48
     """Keep about this many frames of the video (every k-th frame, as ns-process-data does)."""
     max_side: int = 640
@@ -87,6 +88,7 @@ def run(cfg: Config) -> int:
         load_input,
         process_data,
         query_grid,
+        tracks_backward,
     )
 
     from cotracker3_plugin.cli._common import (
@@ -109,7 +111,8 @@ def run(cfg: Config) -> int:
     pcfg = ProcessDataConfig(num_frames_target=cfg.num_frames_target, num_downscales=cfg.num_downscales,
                              tracker=cfg.tracker, model=cfg.model, max_side=cfg.max_side,
                              grid_size=cfg.grid_size, num_query_frames=cfg.num_query_frames,
-                             device=cfg.device, overwrite=cfg.overwrite, verbose=cfg.verbose,
+                             device=cfg.device, precision=cfg.precision, backward_tracking=cfg.backward_tracking,
+                             overwrite=cfg.overwrite, verbose=cfg.verbose,
                              reconstruct=cfg.reconstruct, masks=cfg.masks)
     sw = Stopwatch()
     bars = show_progress()
@@ -136,7 +139,7 @@ def run(cfg: Config) -> int:
             model.set_fast(fast_kernels_for(dtype))
             log.info("Network arithmetic: %s", precision_name(dtype))
             with progress_callback("tracking", enabled=bars, unit="frames") as cb:
-                tracks = track(clip, model, queries=queries, backward_tracking=cfg.backward_tracking,
+                tracks = track(clip, model, queries=queries, backward_tracking=tracks_backward(pcfg),
                                precision=precision_name(dtype), progress=cb)
     log.info("%d tracks, %.0f%% visible", tracks.num_points, 100 * tracks.mean_visibility())
 

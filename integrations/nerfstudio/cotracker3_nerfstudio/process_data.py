@@ -75,10 +75,14 @@ class ProcessDataConfig:
     """CoTracker3 checkpoint: a name ("cotracker3_offline", "cotracker3_online"), a file path, or None for the bundled default."""
     max_side: int | None = None
     """Resize frames so that their longer side is at most this many pixels (None: full size). The images written, the tracks and the intrinsics are all at this size."""
-    grid_size: int = 30
-    """Query points per query frame: a grid_size x grid_size grid."""
-    num_query_frames: int = 4
+    grid_size: int = 12
+    """Query points per query frame: a grid_size x grid_size grid (`cotracker3 run`'s default; SIFT adds thousands of feature tracks, see benchmarks/reconstruct_accuracy.py)."""
+    num_query_frames: int = 3
     """Number of frames, spread over the clip, that get a query grid (tracked forward and backward), so that scene content entering late is tracked too."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """The network's arithmetic: auto (bf16 with the fast kernels where the CPU or GPU has native bf16, else the official float32), fp32, bf16 or fp16 (CUDA)."""
+    backward_tracking: bool | None = None
+    """Also run the model on the reversed clip for the frames before each query. None: on for the online model (it only tracks forward from a query frame), off for the offline model (it tracks both ways already; on doubles the time)."""
     camera_type: Literal["perspective", "pinhole", "simple_pinhole"] = "perspective"
     """Camera model: perspective (OpenCV radial-tangential distortion), pinhole (fx, fy, cx, cy) or simple_pinhole (one focal length)."""
     masks: bool = True
@@ -224,6 +228,14 @@ def query_grid(clip: Clip, grid_size: int, num_query_frames: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def tracks_backward(config: ProcessDataConfig) -> bool:
+    """Whether the model also runs on the reversed clip: ``config.backward_tracking``, or by default only for
+    the online model, which tracks forward from each query frame only."""
+    if config.backward_tracking is not None:
+        return config.backward_tracking
+    return config.tracker == "cotracker3-online"
+
+
 def default_tracker(config: ProcessDataConfig) -> Tracker:
     """The tracker ``config.tracker`` names, as a function of the clip."""
     queries_of = lambda clip: query_grid(clip, config.grid_size, config.num_query_frames)  # noqa: E731
@@ -241,15 +253,19 @@ def default_tracker(config: ProcessDataConfig) -> Tracker:
 
     def cotracker(clip: Clip) -> Tracks:
         from cotracker3_plugin.device import resolve_device
+        from cotracker3_plugin.precision import fast_kernels_for, precision_name, resolve_precision
         from cotracker3_plugin.predict import track
         from cotracker3_plugin.weights import load_model
 
+        online = config.tracker == "cotracker3-online"
         device = resolve_device(config.device)
-        model = load_model(config.model, online=config.tracker == "cotracker3-online", device=device)
+        model = load_model(config.model, online=online, device=device)
+        dtype = resolve_precision(config.precision, device)
+        model.set_fast(fast_kernels_for(dtype))
         # Queries on several frames, tracked both ways: content that enters the view after
         # frame 0 (the normal case for a camera walking around an object) is tracked too.
-        return track(clip, model, queries=queries_of(clip), backward_tracking=True,
-                     online=config.tracker == "cotracker3-online")
+        return track(clip, model, queries=queries_of(clip), backward_tracking=tracks_backward(config),
+                     online=online, precision=precision_name(dtype))
     return cotracker
 
 
