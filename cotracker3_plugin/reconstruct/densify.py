@@ -91,8 +91,10 @@ class DensifyConfig:
     """Keep one point per voxel of this edge (scene units). None: a quarter of the grid spacing on the surfaces (merges the near-duplicates that several query frames give); 0: off."""
     max_points: int | None = 1_000_000
     """At most this many points (a seeded random subsample above it); None: no limit."""
-    refine_iters: int = 3
-    """Gauss-Newton steps on the reprojection error after each ray-intersection solve."""
+    refine_iters: int = 1
+    """Gauss-Newton steps on the reprojection error after each ray-intersection solve. One does what three did
+    on static_room with KLT (median depth error 1.131 % vs 1.130 % of the radius, the same points) in less
+    time; 0 is a little worse (1.150 %)."""
     seed: int = 0
     """Seed of the point-budget subsample."""
 
