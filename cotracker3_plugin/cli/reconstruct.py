@@ -203,7 +203,7 @@ def run(cfg: Config) -> int:
             log.debug("reconstruction stage: %s", name)
 
         result = reconstruct_detailed(tracks, clip, cfg.reconstruct, progress=on_stage)
-    tracks = replace(tracks, dynamic=result.dynamic[:tracks.num_points])
+    tracks = replace(tracks, dynamic=result.input_dynamic)
     no_3d = result.scene.num_registered < 2
     if no_3d:
         log.warning("Only %d of %d frames got a camera pose. Try a denser grid (--grid-size), more "

@@ -146,7 +146,7 @@ def run(cfg: Config) -> int:
     with sw("reconstruct"):
         result = reconstruct_detailed(tracks, clip, cfg.reconstruct)
     scene, report = result.scene, result.report
-    tracks = replace(tracks, dynamic=result.dynamic[:tracks.num_points])
+    tracks = replace(tracks, dynamic=result.input_dynamic)
     log.info("%d of %d frames registered, %d points", scene.num_registered, scene.num_frames,
              len(scene.points))
     if scene.num_registered < 2 or len(scene.points) == 0:

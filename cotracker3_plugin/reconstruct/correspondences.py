@@ -23,7 +23,51 @@ from cotracker3_plugin.tracks import Tracks
 log = logging.getLogger(__name__)
 
 __all__ = ["PairGeometry", "estimate_pair", "frame_pairs", "on_mask", "parallax_share", "select_frames", "select_sfm_tracks",
-           "usable_observations"]
+           "split_tracks", "usable_observations"]
+
+#: Cap on frames x pieces of :func:`split_tracks` (the arrays are dense (T, N)): long clips get longer pieces.
+MAX_PIECE_CELLS = 20_000_000
+
+
+def split_tracks(tracks: Tracks, usable: np.ndarray, span: int) -> tuple[Tracks, np.ndarray, np.ndarray]:
+    """Each track cut into pieces of at most ``span`` frames, for mapping.
+
+    A chained tracker's error drifts along the image motion, so one long track asks the bundle adjustment
+    for a single 3D point that its observations fit less and less well; pieces keep the drift inside each
+    piece. Piece boundaries are staggered from track to track (golden-ratio offsets), so that every frame
+    boundary is crossed by most tracks and the pieces still tie the whole clip together (also without
+    SIFT). Pieces with fewer than two usable observations are dropped. On long clips ``span`` grows to
+    keep frames x pieces under :data:`MAX_PIECE_CELLS`.
+
+    Returns the pieces (queries at each piece's first usable observation; ``dynamic`` dropped), their
+    usable observations (T, P) and ``parent`` (P,), the track each piece came from.
+    """
+    T, N = usable.shape
+    span = max(int(span), 2, int(np.ceil(N * T * T / MAX_PIECE_CELLS)))
+    offset = np.floor((np.arange(N) * 0.6180339887) % 1.0 * span).astype(np.int64)
+    piece = (np.arange(T)[:, None] + offset[None]) // span  # (T, N): piece of each observation
+    n_per = int(piece.max()) + 1
+    t_idx, n_idx = np.nonzero(usable)
+    key = n_idx * n_per + piece[t_idx, n_idx]
+    keys, column, count = np.unique(key, return_inverse=True, return_counts=True)
+    keep = count >= 2
+    new_col = np.cumsum(keep) - 1
+    obs = keep[column]
+    t_idx, n_idx, col = t_idx[obs], n_idx[obs], new_col[column[obs]]
+    P = int(keep.sum())
+    parent = (keys[keep] // n_per).astype(np.int64)
+    xy = np.zeros((T, P, 2), dtype=tracks.xy.dtype)
+    xy[t_idx, col] = tracks.xy[t_idx, n_idx]
+    used = np.zeros((T, P), dtype=bool)
+    used[t_idx, col] = True
+    # Observations not usable stay out of the pieces: visible marks the piece's own frames only.
+    confidence = np.zeros((T, P), dtype=tracks.confidence.dtype)
+    confidence[t_idx, col] = tracks.confidence[t_idx, n_idx]
+    first = used.argmax(0)
+    queries = np.concatenate([first[:, None], xy[first, np.arange(P)]], axis=1).astype(tracks.queries.dtype)
+    pieces = Tracks(xy=xy, visible=used.copy(), confidence=confidence, queries=queries, frame_size=tracks.frame_size,
+                    meta=dict(tracks.meta))
+    return pieces, used, parent
 
 
 def usable_observations(tracks: Tracks, *, margin: float = 4.0, min_confidence: float | None = None,

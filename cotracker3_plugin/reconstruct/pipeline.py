@@ -29,6 +29,7 @@ from cotracker3_plugin.reconstruct.correspondences import (
     parallax_share,
     select_frames,
     select_sfm_tracks,
+    split_tracks,
     usable_observations,
 )
 from cotracker3_plugin.reconstruct.keyframes import residual_limit, solve_keyframes
@@ -107,6 +108,16 @@ class ReconstructConfig:
     For coarse trackers such as the bundled small model; it drops most observations of precise ones.
     auto: on for the bundled model's tracks (``tracks.meta["model"]`` starts with "bundled") when the
     clip is given, off otherwise."""
+    max_track_span: int | Literal["auto"] | None = "auto"
+    """Cut each tracker track into pieces of at most this many frames before mapping (staggered from track to
+    track, so the pieces still tie the clip together; the focal length is still calibrated on whole tracks).
+    A chained track drifts along the image motion, and as one 3D point it bends the cameras: on dynamic_room
+    with --tracker klt the focal error goes from +1.98 % to -0.15 % and the trajectory error from 0.73 % to
+    0.14 % of the path radius; with the bundled model static_room's from 0.12 % to 0.10 %
+    (benchmarks/reconstruct_accuracy.py). Tracks without drift lose by it (tests/reconstruct/test_pipeline.py's
+    synthetic tracks, 1 px noise: focal +2.8 % cut, within 1 % whole), and so do pieces without SIFT tracks to tie them together. auto: 12 for
+    KLT and bundled-model tracks joined by SIFT, whole tracks otherwise (the official weights, tracks from
+    elsewhere, --reconstruct.no-sift). None: whole tracks."""
     sift: bool = True
     """Add SIFT matches between the mapped frames (COLMAP's extractor and matcher) as short feature
     tracks. Tracks chain their errors from frame to frame; SIFT matches each pair afresh, which keeps
@@ -169,6 +180,8 @@ class ReconstructReport:
     """Why no usable cameras came out (empty when they did)."""
     unregistered_frames: list[int] = field(default_factory=list)
     tracks: int = 0
+    track_pieces: int = 0
+    """Pieces the tracker's tracks were cut into for mapping (``max_track_span``; 0: not cut)."""
     tracks_moving: int = 0
     """Tracks on moving subjects (two-view and multi-view tests), kept out of the map."""
     moving_pixel_share: float = 0.0
@@ -200,11 +213,17 @@ class ReconstructResult:
     scene: Scene
     report: ReconstructReport
     tracks: Tracks
-    """The tracks ``scene.track_ids`` index: the input tracks (LK-refined when ``tracks_refined``),
-    followed by the SIFT feature tracks. Pass these to :func:`.write_colmap_model` so every point keeps
+    """The tracks ``scene.track_ids`` index: the input tracks (LK-refined when ``tracks_refined``, cut into
+    pieces when ``max_track_span`` is set), followed by the SIFT feature tracks. Pass these to :func:`.write_colmap_model` so every point keeps
     its 2D observations."""
     dynamic: np.ndarray | None = None
     """(N,) bool over ``tracks``: the track follows a moving subject."""
+    input_dynamic: np.ndarray | None = None
+    """(N_in,) bool over the tracks given to the reconstruction (``tracks`` may hold them cut into pieces,
+    see ``max_track_span``): some piece of the track follows a moving subject."""
+    source_track: np.ndarray | None = None
+    """(N,) for each of ``tracks``, the input track it is (a piece of); -1 for SIFT feature tracks. So
+    ``source_track[scene.track_ids]`` are the input tracks the points come from."""
     moving_masks: np.ndarray | None = None
     """(T, H, W) bool at the tracks' frame size: pixels of moving subjects in each frame."""
 
@@ -231,6 +250,24 @@ def _colors(tracks: Tracks, clip: Clip | None, ids: np.ndarray) -> np.ndarray:
     return clip.frames[t, y, x]
 
 
+#: ``max_track_span="auto"``: the pieces' length for the trackers known to drift.
+AUTO_TRACK_SPAN = 12
+
+
+def _track_span(setting: int | str | None, tracks: Tracks, with_sift: bool) -> int | None:
+    """The piece length ``max_track_span`` asks for (None: whole tracks); ``"auto"`` cuts chained KLT tracks
+    and the bundled model's, whose errors drift (``tracks.meta`` says which tracker made them), when SIFT
+    tracks join them: without SIFT the pieces alone tie the frames together too loosely (static_room, KLT:
+    1.2 % trajectory error cut, under 1 % whole)."""
+    if setting != "auto":
+        return int(setting) if setting else None
+    if not with_sift:
+        return None
+    meta = tracks.meta
+    drifts = meta.get("tracker") == "klt" or str(meta.get("model", "")).startswith("bundled")
+    return AUTO_TRACK_SPAN if drifts else None
+
+
 def _focal_prior(cfg: ReconstructConfig, clip: Clip | None, frame_size: tuple[int, int]
                  ) -> tuple[float | None, str]:
     """The focal length known before looking at the tracks (None: unknown) and where it came from."""
@@ -245,7 +282,8 @@ def _focal_prior(cfg: ReconstructConfig, clip: Clip | None, frame_size: tuple[in
 
 
 def _no_scene(tracks: Tracks, clip: Clip | None, rep: ReconstructReport, dynamic: np.ndarray,
-              times: dict[str, float], stage: Callable[[str], None]) -> ReconstructResult:
+              parent: np.ndarray, n_input: int, times: dict[str, float], stage: Callable[[str], None]
+              ) -> ReconstructResult:
     """The result when no camera can be solved: every frame unregistered, no point."""
     T = tracks.num_frames
     size = tracks.frame_size
@@ -259,8 +297,7 @@ def _no_scene(tracks: Tracks, clip: Clip | None, rep: ReconstructReport, dynamic
                   world_from_cam=np.full((T, 4, 4), np.nan), registered=np.zeros(T, bool), points=np.zeros((0, 3)),
                   colors=np.zeros((0, 3), np.uint8), track_ids=np.zeros(0, np.int64),
                   frame_indices=np.arange(T, dtype=np.int64), point_errors=np.zeros(0))
-    return ReconstructResult(scene, rep, replace(tracks, dynamic=dynamic), dynamic,
-                             np.zeros((T, *size), dtype=bool))
+    return _result(scene, rep, tracks, dynamic, np.zeros((T, *size), dtype=bool), parent, n_input)
 
 
 def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None,
@@ -310,6 +347,13 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
         xy, usable_all = refine_observations(tracks, clip.frames, usable_all)
         log.info("refined %d of %d observations", int(usable_all.sum()), int(tracks.visible.sum()))
         tracks = replace(tracks, xy=xy)
+    n_input, parent = N, np.arange(N)
+    whole, whole_usable = tracks, usable_all
+    span = _track_span(cfg.max_track_span, tracks, with_sift=cfg.sift and clip is not None)
+    if span:
+        tracks, usable_all, parent = split_tracks(tracks, usable_all, span)
+        N = rep.track_pieces = tracks.num_points
+        log.info("%d tracks cut into %d pieces of at most %d frames", n_input, N, span)
     frames = select_frames(T, cfg.stride, cfg.max_frames)
     # The mapper gets the SIFT tracks first: matched pair by pair, they carry no chained drift, which
     # long tracks over wide baselines do (Strecha castle-P30: 0.5% ATE this way, 10-18% when the
@@ -338,14 +382,26 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     labelled = seg.tested_pairs >= cfg.motion.min_pairs
 
     # -- no parallax, no 3D: a camera that only turned (or stood still), or a single plane --------
-    parallax = parallax_share(xy_f, usable_all[frames] & ~dynamic[None], threshold=cfg.motion.threshold)
+    # Whole tracks (not their pieces) where long baselines matter: the parallax test and the calibration.
+    P = len(parent)
+    whole_xy = np.concatenate([whole.xy, tracks.xy[:, P:]], axis=1) if span else tracks.xy
+    whole_usable = np.concatenate([whole_usable, usable_all[:, P:]], axis=1) if span else usable_all
+
+    def on_whole(flags: np.ndarray) -> np.ndarray:
+        """Flags over ``tracks`` -> over the whole tracks (any piece) and the SIFT tracks."""
+        out = np.zeros(n_input, dtype=bool)
+        np.logical_or.at(out, parent, flags[:P])
+        return np.concatenate([out, flags[P:]])
+
+    parallax = parallax_share(whole_xy[frames].astype(np.float64), whole_usable[frames] & ~on_whole(dynamic)[None],
+                              threshold=cfg.motion.threshold)
     if parallax < MIN_PARALLAX_SHARE:
         rep.no_parallax = True
         rep.failure = (f"the static tracks follow one homography ({parallax:.1%} off it): the camera only turned "
                        "or stood still (or the scene is one plane), so no 3D can be had from this video. Film "
                        "while walking around the subject")
         log.warning("%s", rep.failure)
-        return _no_scene(tracks, clip, rep, dynamic, times, stage)
+        return _no_scene(tracks, clip, rep, dynamic, parent, n_input, times, stage)
 
     # -- key frames: cameras at a trial focal for the multi-view test and the calibration ------
     known_focal, known_source = _focal_prior(cfg, clip, size)
@@ -363,11 +419,13 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
             key_sol, key_focal = key.solution, key.focal
     # Calibrate on the tracks the key frames' world explains even loosely: at a trial focal good tracks
     # near the border miss by a few px too, and dropping them would bias the focal length.
-    calib_usable = usable_all & ~dynamic[None]
+    calib_out = dynamic.copy()
     if key is not None and cfg.motion.enabled:
         loose = multiview_test(tracks.xy, usable_all, key_sol.world_from_cam, key_sol.registered, key_sol.camera,
                                cfg.motion.mask_evidence_factor * key.test.limit)
-        calib_usable &= ~loose.dynamic()[None]
+        calib_out |= loose.dynamic()
+    # (on whole tracks: a track is left out when any piece of it is)
+    calib_usable = whole_usable & ~on_whole(calib_out)[None]
 
     # -- calibration ---------------------------------------------------------------------------
     if known_focal is not None:
@@ -375,7 +433,7 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     elif cfg.calibration.enabled and key_sol is not None:
         stage("calibration")
         key_reg = np.flatnonzero(key_sol.registered)
-        est = self_calibrate(tracks.xy, calib_usable, key_sol.world_from_cam, key_reg, size, key_focal,
+        est = self_calibrate(whole_xy, calib_usable, key_sol.world_from_cam, key_reg, size, key_focal,
                              cfg.calibration, fallback=(key_focal, f"default ({key_focal / side:.1f} x side)"),
                              num_threads=cfg.num_threads, seed=cfg.seed)
     else:
@@ -488,7 +546,18 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     rep.runtime_s = {a: round(times[b] - times[a], 3) for a, b in zip(names[:-1], names[1:])}
     log.info("registered %d/%d frames, %d points, mean reprojection error %.2f px, focal %.1f px",
              rep.frames_registered, T, rep.points, rep.mean_reprojection_error, rep.focal)
-    return ReconstructResult(scene, rep, replace(tracks, dynamic=dynamic), dynamic, masks)
+    return _result(scene, rep, tracks, dynamic, masks, parent, n_input)
+
+
+def _result(scene: Scene, rep: ReconstructReport, tracks: Tracks, dynamic: np.ndarray, masks: np.ndarray,
+            parent: np.ndarray, n_input: int) -> ReconstructResult:
+    """The result, with the flags and sources mapped back to the input tracks through ``parent`` (the input
+    track of each of the first len(parent) of ``tracks``; the rest are SIFT feature tracks)."""
+    source = np.concatenate([parent, np.full(tracks.num_points - len(parent), -1, dtype=np.int64)])
+    input_dynamic = np.zeros(n_input, dtype=bool)
+    np.logical_or.at(input_dynamic, parent, dynamic[:len(parent)])
+    return ReconstructResult(scene, rep, replace(tracks, dynamic=dynamic), dynamic=dynamic, moving_masks=masks,
+                             input_dynamic=input_dynamic, source_track=source)
 
 
 def reconstruct(tracks: Tracks, clip: Clip | None = None, config: ReconstructConfig | None = None, *,

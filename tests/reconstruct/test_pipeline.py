@@ -47,10 +47,11 @@ def test_moving_tracks_rejected_and_points_accurate(synthetic):
     s, res = synthetic
     sc = res.scene
     assert res.report.tracks_moving >= 0.9 * s.moving.sum()
-    assert s.moving[sc.track_ids].sum() <= 1
+    src = res.source_track[sc.track_ids]  # the input track of each point
+    assert (src >= 0).all() and s.moving[src].sum() <= 1
     assert len(sc.points) > 0.8 * (~s.moving).sum()
     e = compare_poses(sc.world_from_cam, s.world_from_cam, sc.registered)
-    err = np.linalg.norm(e.similarity.apply(sc.points) - s.points[sc.track_ids], axis=1)
+    err = np.linalg.norm(e.similarity.apply(sc.points) - s.points[src], axis=1)
     # Scene ~4 units across; with 1 px noise focal and k1 trade off against depth a little
     # (true poses give 0.009 here).
     assert np.median(err) < 0.05
@@ -60,7 +61,7 @@ def test_moving_tracks_rejected_and_points_accurate(synthetic):
                                          "triangulation", "bundle_adjustment", "triangulation_final",
                                          "motion_final", "cleanup"}
     # Moving tracks are flagged on the result's tracks; the masks cover their pixels.
-    assert res.tracks.dynamic is not None and res.tracks.dynamic[:N][s.moving].mean() > 0.9
+    assert res.tracks.dynamic is not None and res.input_dynamic[s.moving].mean() > 0.9
     assert res.moving_masks.shape == (T, *s.tracks.frame_size) and res.scene.moving_masks is not None
 
 

@@ -96,7 +96,7 @@ def test_wide_baseline_photos_map_straight_with_sift(data_dir):
     # the COLMAP model when written with result.tracks; with the tracker's tracks alone they get none.
     from cotracker3_plugin.reconstruct.export import scene_to_pycolmap
 
-    from_sift = res.scene.track_ids >= klt.num_points
+    from_sift = res.source_track[res.scene.track_ids] < 0
     assert from_sift.sum() > 1000
 
     def track_lengths(tracks):

@@ -331,9 +331,10 @@ def process_data(
         tracker: replaces the tracker that ``config.tracker`` names: a function ``clip -> Tracks``
             or precomputed :class:`Tracks` (pixels of the clip's frames).
         scene: a precomputed reconstruction of these tracks (skips pycolmap mapping).
-        scene_tracks: the tracks ``scene.track_ids`` index (``ReconstructResult.tracks``: the tracks
-            plus SIFT feature tracks, with their ``dynamic`` flags), for the points' 2D observations in
-            the COLMAP model; default: the tracks. The moving-subject masks come from ``scene.moving_masks``.
+        scene_tracks: the tracks ``scene.track_ids`` index (``ReconstructResult.tracks``: the tracks, cut
+            into pieces, plus SIFT feature tracks), for the points' 2D observations in the COLMAP model;
+            default: the tracks. The moving-subject masks come from ``scene.moving_masks``; flag the tracks
+            themselves with ``ReconstructResult.input_dynamic``.
         dense: a :class:`~cotracker3_plugin.reconstruct.densify.DenseCloud` of the scene: then
             ``sparse_pc.ply`` (``ply_file_path``, what splatfacto initialises from) holds it, and the
             structure-from-motion points move to ``sfm_pc.ply``.
@@ -374,8 +375,8 @@ def process_data(
             rcfg = dataclasses.replace(rcfg, camera_model=CAMERA_TYPES[config.camera_type])
         result = reconstruct_detailed(tracks, clip, rcfg)
         scene, scene_tracks = result.scene, result.tracks
-    if scene_tracks is not None and scene_tracks.dynamic is not None and tracks.dynamic is None:
-        tracks = dataclasses.replace(tracks, dynamic=scene_tracks.dynamic[:tracks.num_points])
+        if tracks.dynamic is None:
+            tracks = dataclasses.replace(tracks, dynamic=result.input_dynamic)
     if scene.num_registered == 0:
         raise UserError(f"No frame of {clip.num_frames} could be registered from {tracks.num_points} tracks. "
                         "Try more query points (--grid-size), another --tracker, or a video with more "
