@@ -110,14 +110,14 @@ class ReconstructConfig:
     clip is given, off otherwise."""
     max_track_span: int | Literal["auto"] | None = "auto"
     """Cut each tracker track into pieces of at most this many frames before mapping (staggered from track to
-    track, so the pieces still tie the clip together; the focal length is still calibrated on whole tracks).
-    A chained track drifts along the image motion, and as one 3D point it bends the cameras: on dynamic_room
-    with --tracker klt the focal error goes from +1.98 % to -0.15 % and the trajectory error from 0.73 % to
-    0.14 % of the path radius; with the bundled model static_room's from 0.12 % to 0.10 %
+    track, so the pieces still tie the clip together; the parallax test and the focal calibration still see
+    whole tracks). A chained track drifts along the image motion, and as one 3D point it bends the cameras:
+    on dynamic_room with --tracker klt the focal error went from +2.00 % to +0.04 % and the trajectory error
+    from 0.73 % to 0.16 % of the path radius; with the bundled model static_room's from 0.12 % to 0.09 %
     (benchmarks/reconstruct_accuracy.py). Tracks without drift lose by it (tests/reconstruct/test_pipeline.py's
-    synthetic tracks, 1 px noise: focal +2.8 % cut, within 1 % whole), and so do pieces without SIFT tracks to tie them together. auto: 12 for
-    KLT and bundled-model tracks joined by SIFT, whole tracks otherwise (the official weights, tracks from
-    elsewhere, --reconstruct.no-sift). None: whole tracks."""
+    synthetic tracks, 1 px noise: focal +2.8 % cut, within 1 % whole), and so do pieces without SIFT tracks to
+    tie them together. auto: 12 for KLT and bundled-model tracks joined by SIFT, whole tracks otherwise (the
+    official weights, tracks from elsewhere, --reconstruct.no-sift). None: whole tracks."""
     sift: bool = True
     """Add SIFT matches between the mapped frames (COLMAP's extractor and matcher) as short feature
     tracks. Tracks chain their errors from frame to frame; SIFT matches each pair afresh, which keeps
