@@ -93,14 +93,13 @@ def _integer_neighbourhood(
     """
     bs, wp, hp, c = fmap_fast.shape
     pad = 2 * radius + 2
-    w, h = wp - 2 * pad, hp - 2 * pad
     n = centers.shape[1]
     k1 = 2 * radius + 2
     base = torch.floor(centers)
     frac = centers - base
     # Patch origin (its first column and row) in padded pixels, kept inside the padded map.
-    x0 = (base[..., 0].long() + (pad - radius)).clamp_(0, w + 2 * pad - k1)
-    y0 = (base[..., 1].long() + (pad - radius)).clamp_(0, h + 2 * pad - k1)
+    x0 = (base[..., 0].long() + (pad - radius)).clamp_(0, wp - k1)
+    y0 = (base[..., 1].long() + (pad - radius)).clamp_(0, hp - k1)
     frame = torch.arange(bs, device=centers.device).view(bs, 1, 1) * (wp * hp)
     steps = torch.arange(k1, device=centers.device)
     starts = (frame + (x0[..., None] + steps) * hp + y0[..., None]).reshape(-1)  # (BS * N * k1,) columns
@@ -123,7 +122,7 @@ def _per_frame(rhs: torch.Tensor, s: int) -> torch.Tensor:
     return rhs.unsqueeze(1).expand(rhs.shape[0], s, *rhs.shape[1:]).reshape(-1, *rhs.shape[1:])
 
 
-def fast_query_operand(query_patches: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def query_operand(query_patches: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, k*k, N, C) query patches -> the (B, N, C, k*k) operand of :func:`correlation_volume_fast` and
     :func:`correlation_volume` in ``dtype``: made once per window, not once per chunk of frames."""
     return query_patches.permute(0, 2, 3, 1).to(dtype).contiguous()
@@ -141,14 +140,14 @@ def correlation_volume_fast(
     linear, so this is the same function; only the float rounding differs).
 
     fmap_fast (B*S, W + 2P, H + 2P, C) from :func:`fast_feature_map`; centers (B*S, N, 2);
-    query_patches (B, k*k, N, C), or ``operand``, the same already made by :func:`fast_query_operand`
+    query_patches (B, k*k, N, C), or ``operand``, the same already made by :func:`query_operand`
     (pass ``query_patches=None`` then). Returns (B*S*N, k^4).
     """
     vals, fx, fy = _integer_neighbourhood(fmap_fast, centers, radius)
     bs, n, k1, _, c = vals.shape
     # The feature maps' dtype for both operands (the ``out=`` product below needs one; under
     # autocast the maps are bf16 and the query patches float32); a no-op in float32.
-    rhs = operand if operand is not None else fast_query_operand(query_patches, vals.dtype)  # (B, N, C, k*k)
+    rhs = operand if operand is not None else query_operand(query_patches, vals.dtype)  # (B, N, C, k*k)
     kk = rhs.shape[-1]
     s = bs // rhs.shape[0]
     vals = vals.view(bs, n, k1 * k1, c)
@@ -176,13 +175,13 @@ def correlation_volume(frame_patches: torch.Tensor, query_patches: torch.Tensor 
     """All pairwise dot products between target-frame patches and query patches.
 
     frame_patches (B*S, C, N, k*k) from :func:`sample_frame_patches`; query_patches (B, k*k, N, C), or
-    ``operand``, the same made once per window by :func:`fast_query_operand` (the same numbers either way).
+    ``operand``, the same made once per window by :func:`query_operand` (the same numbers either way).
     Returns (B*S*N, k^4) flattened as (target x, target y, query x, query y), i.e. the official
     ``einsum("btnhwc,bnijc->btnhwij")`` without 1/sqrt(C) scaling, with the same numbers.
     """
     bs, c, n, kk = frame_patches.shape
-    rhs = operand if operand is not None else query_patches.permute(0, 2, 3, 1)
-    rhs = rhs.to(frame_patches.dtype).contiguous()  # (B, N, C, k*k); a no-op for a prepared operand
+    # (B, N, C, k*k); converting a prepared operand is a no-op unless autocast changed the patches' dtype
+    rhs = query_operand(query_patches, frame_patches.dtype) if operand is None else operand.to(frame_patches.dtype)
     s = bs // rhs.shape[0]
     # One small batched matmul per frame reads the patches in place (the einsum would first
     # copy all of them into a permuted layout).

@@ -35,7 +35,7 @@ from cotracker3_plugin.model.correlation import (
     correlation_volume,
     correlation_volume_fast,
     fast_feature_map,
-    fast_query_operand,
+    query_operand,
     sample_frame_patches,
     sample_video_patches,
 )
@@ -208,7 +208,7 @@ class CoTrackerThreeBase(nn.Module):
         """(B, S, N, levels * corr_out_dim) embedding of the 4-D correlation at ``coords`` (feature units).
 
         ``pyramid`` levels are (B, S, C, H, W), in fast mode the layout :func:`fast_feature_map` makes once per
-        window; ``patches`` are the query patches as :func:`fast_query_operand` lays them out.
+        window; ``patches`` are the query patches as :func:`query_operand` lays them out.
         Without autograd it runs on chunks of frames: each (frame, track) pair holds a k^4 volume
         (2401 floats), so a whole clip's volumes would dominate inference memory.
         """
@@ -256,11 +256,11 @@ class CoTrackerThreeBase(nn.Module):
             # to bf16 anyway).
             dtype = _autocast_dtype(coords.device) or pyramid[0].dtype
             pyramid = [fast_feature_map(lvl, self.corr_radius, dtype) for lvl in pyramid]
-            patches = [fast_query_operand(qp, dtype) for qp in patches]
+            patches = [query_operand(qp, dtype) for qp in patches]
         else:
             # The query patches' matmul layout once per window; the same numbers, one copy instead of one per
             # iteration and chunk of frames.
-            patches = [fast_query_operand(qp, lvl.dtype) for qp, lvl in zip(patches, pyramid)]
+            patches = [query_operand(qp, lvl.dtype) for qp, lvl in zip(patches, pyramid)]
         coord_preds, vis_preds, conf_preds = [], [], []
         for _ in range(iters):
             coords = coords.detach()
