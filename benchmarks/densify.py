@@ -46,7 +46,8 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def run_one(scene_name: str, grid: int, query_frames: int, tracker: str, masked: bool) -> dict:
+def run_one(scene_name: str, grid: int, query_frames: int, tracker: str, masked: bool, photometric: bool = True,
+            drop_unrefined: bool = True, max_depth_per_pixel: float | None = 0.05) -> dict:
     """One densify run in this process; returns its numbers (peak RSS of this process)."""
     import torch
 
@@ -73,7 +74,9 @@ def run_one(scene_name: str, grid: int, query_frames: int, tracker: str, masked:
     moving = gt["objid"] > 0 if "objid" in gt else None
     mask = moving if masked else None
     start = time.perf_counter()
-    cloud = densify(scene, clip, track_fn, DensifyConfig(grid_size=grid, num_query_frames=query_frames),
+    cloud = densify(scene, clip, track_fn, DensifyConfig(grid_size=grid, num_query_frames=query_frames,
+                                                           photometric=photometric, drop_unrefined=drop_unrefined,
+                                                           max_depth_per_pixel=max_depth_per_pixel),
                     exclude_mask=mask)
     seconds = time.perf_counter() - start
     err = depth_errors(cloud.points, cloud.query_frames, gt["K"], gt["cam_to_world"], gt["depth"])
@@ -85,7 +88,8 @@ def run_one(scene_name: str, grid: int, query_frames: int, tracker: str, masked:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "median_err_pct_radius": round(100 * float(np.median(err)), 3) if len(err) else None,
         "within_2pct": round(100 * float(np.mean(err <= 0.02)), 1) if len(err) else None,
-        "removed": cloud.stats.removed(),
+        "removed": cloud.stats.removed(), "refined": cloud.stats.refined,
+        "photometric_s": round(cloud.stats.photometric_s, 2),
     }
     if moving is not None:
         xi, yi = np.rint(cloud.query_xy).astype(np.int64).T
@@ -99,17 +103,24 @@ def main() -> int:
     ap.add_argument("--query-frames", type=int, default=16)
     ap.add_argument("--scenes", nargs="+", default=["static_room", "dynamic_room"])
     ap.add_argument("--tracker", choices=["klt", "bundled"], default="klt")
+    ap.add_argument("--photometric", choices=["on", "off", "keep"], default="on",
+                    help="photometric depth sweep: on (the default: points it cannot refine are dropped), off, or keep (on, keeping the points it cannot refine)")
+    ap.add_argument("--max-depth-per-pixel", type=float, default=0.05,
+                    help="DensifyConfig.max_depth_per_pixel (0: off)")
     ap.add_argument("--smoke", action="store_true", help="grid 16, 2 query frames")
     ap.add_argument("--one", nargs=3, metavar=("SCENE", "GRID", "MASKED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         scene, grid, masked = args.one
-        print(json.dumps(run_one(scene, int(grid), args.query_frames, args.tracker, masked == "1")))
+        print(json.dumps(run_one(scene, int(grid), args.query_frames, args.tracker, masked == "1",
+                                 args.photometric != "off", args.photometric != "keep",
+                                 args.max_depth_per_pixel or None)))
         return 0
     if args.smoke:
         args.grids, args.query_frames = [16], 2
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs)")
-    print(f"tracker {args.tracker}, {args.query_frames} query frames, ground-truth cameras\n")
+    print(f"tracker {args.tracker}, {args.query_frames} query frames, photometric sweep {args.photometric}, "
+          f"max depth per pixel {args.max_depth_per_pixel}, ground-truth cameras\n")
     cols = ["scene", "mask", "grid", "queries", "points", "seconds", "points_per_s", "peak_rss_mb",
             "median_err_pct_radius", "within_2pct", "on_moving"]
     print("| " + " | ".join(cols) + " |")
@@ -118,7 +129,8 @@ def main() -> int:
         for grid in args.grids:
             for masked in ([True, False] if scene == "dynamic_room" else [False]):
                 cmd = [sys.executable, __file__, "--one", scene, str(grid), "1" if masked else "0",
-                       "--query-frames", str(args.query_frames), "--tracker", args.tracker]
+                       "--query-frames", str(args.query_frames), "--tracker", args.tracker,
+                       "--photometric", args.photometric, "--max-depth-per-pixel", str(args.max_depth_per_pixel)]
                 out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if out.returncode != 0:
                     print(f"| {scene} | failed: {out.stderr.strip().splitlines()[-1:]} |")

@@ -375,7 +375,8 @@ def run_scene_method(sd: SceneData, method: str, args: argparse.Namespace) -> di
             tracks = scene_tracks(method, sd.clip, args.grid_size, args.num_query_frames, args.device)
             timing["track_s"] = round(time.perf_counter() - t0, 1)
             t1 = time.perf_counter()
-            result = reconstruct_detailed(tracks, sd.clip, ReconstructConfig())
+            refine = {"auto": "auto", "on": True, "off": False}[args.refine_tracks]
+            result = reconstruct_detailed(tracks, sd.clip, ReconstructConfig(refine_tracks=refine))
             timing["reconstruct_s"] = round(time.perf_counter() - t1, 1)
             wfc, focal = result.scene.world_from_cam, float(result.report.focal)
             info = {"points": int(len(result.scene.points)), **_track_metrics(sd, result)}
@@ -526,6 +527,8 @@ def main() -> None:
     g.add_argument("--scene-max-side", type=int, default=640, help="load_input's max_side")
     g.add_argument("--grid-size", type=int, default=12, help="bundled: query grid per query frame (`cotracker3 run`'s default)")
     g.add_argument("--num-query-frames", type=int, default=3, help="bundled: frames with a query grid")
+    g.add_argument("--refine-tracks", choices=["auto", "on", "off"], default="auto",
+                   help="ReconstructConfig.refine_tracks (auto: on for the bundled model's tracks only)")
     g.add_argument("--device", default="auto", help="bundled: torch device (auto: CUDA if present, else CPU)")
     g.add_argument("--max-frames", type=int, default=None,
                    help="only the first N decoded frames (quick checks; not comparable with full rows)")

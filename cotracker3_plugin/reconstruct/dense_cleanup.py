@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["budget_subsample", "footprint_voxel_size", "statistical_outliers_o3d", "voxel_representatives"]
+__all__ = ["budget_subsample", "footprint_voxel_size", "normals_o3d", "statistical_outliers_o3d",
+           "voxel_representatives"]
 
 
 def _cloud(points: np.ndarray):
     import open3d as o3d
 
     return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
+
+
+def normals_o3d(points: np.ndarray, radius: float, max_nn: int) -> np.ndarray:
+    """(P, 3) unit normals from open3d's local plane fit to the points within ``radius`` (at most
+    ``max_nn`` of them), unoriented."""
+    if len(points) < 3 or not radius > 0:
+        return np.tile([0.0, 0.0, 1.0], (len(points), 1))
+    import open3d as o3d
+
+    pcd = _cloud(points)
+    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=float(radius), max_nn=int(max_nn)))
+    return np.asarray(pcd.normals)
 
 
 def statistical_outliers_o3d(points: np.ndarray, nb_neighbors: int, std_ratio: float) -> np.ndarray:
