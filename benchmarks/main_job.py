@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
               "ours_peak_rss_mib": ours["process"]["peak_rss_mib"],
               "colmap_peak_rss_mib": (colmap or {}).get("process", {}).get("peak_rss_mib"),
               "ours_registered": summary.get("frames_registered"), "ours_points": summary.get("points"),
+              "ours_dense_points": (summary.get("dense") or {}).get("points"),
               "colmap_registered": (colmap or {}).get("registered"), "colmap_points": (colmap or {}).get("points"),
               "frames": summary.get("frames", (colmap or {}).get("frames"))}
     rows.append({"stage": "total (wall, process)", "ours_s": o_wall, "colmap_s": c_wall})
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         table, "",
         f"- peak RSS: ours {totals['ours_peak_rss_mib']} MiB, COLMAP {totals['colmap_peak_rss_mib']} MiB",
         f"- registered frames: ours {totals['ours_registered']}, COLMAP {totals['colmap_registered']}; "
-        f"points: ours {totals['ours_points']}, COLMAP {totals['colmap_points']}",
+        f"points: ours {totals['ours_points']} (+ {totals['ours_dense_points']} in the dense cloud), "
+        f"COLMAP {totals['colmap_points']}",
         f"- COLMAP / ours total time: {ratio:.2f}x" if ratio else "- COLMAP not run",
         "", "Not separated (each is one stage above):", "",
         *[f"- `{k}`: {v}" for k, v in NOT_SEPARATED.items()],

@@ -376,7 +376,8 @@ def run_scene_method(sd: SceneData, method: str, args: argparse.Namespace) -> di
             timing["track_s"] = round(time.perf_counter() - t0, 1)
             t1 = time.perf_counter()
             refine = {"auto": "auto", "on": True, "off": False}[args.refine_tracks]
-            result = reconstruct_detailed(tracks, sd.clip, ReconstructConfig(refine_tracks=refine))
+            span = args.max_track_span if args.max_track_span in ("auto", None) else int(args.max_track_span)
+            result = reconstruct_detailed(tracks, sd.clip, ReconstructConfig(refine_tracks=refine, max_track_span=span))
             timing["reconstruct_s"] = round(time.perf_counter() - t1, 1)
             wfc, focal = result.scene.world_from_cam, float(result.report.focal)
             info = {"points": int(len(result.scene.points)), **_track_metrics(sd, result)}
@@ -529,6 +530,8 @@ def main() -> None:
     g.add_argument("--num-query-frames", type=int, default=3, help="bundled: frames with a query grid")
     g.add_argument("--refine-tracks", choices=["auto", "on", "off"], default="auto",
                    help="ReconstructConfig.refine_tracks (auto: on for the bundled model's tracks only)")
+    g.add_argument("--max-track-span", default="auto", type=lambda v: None if v == "none" else v,
+                   help="ReconstructConfig.max_track_span: auto, none (whole tracks) or a number of frames")
     g.add_argument("--device", default="auto", help="bundled: torch device (auto: CUDA if present, else CPU)")
     g.add_argument("--max-frames", type=int, default=None,
                    help="only the first N decoded frames (quick checks; not comparable with full rows)")
