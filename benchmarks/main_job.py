@@ -141,6 +141,7 @@ ROWS = [
     ("focal calibration", ["reconstruct.calibration"], []),
     ("mapping + triangulation + BA", ["reconstruct.mapping", "reconstruct.triangulation",
                                       "reconstruct.bundle_adjustment"], ["mapping"]),
+    ("photometric re-measurement + BA", ["reconstruct.photometric_refinement"], []),
     ("clean-up", ["reconstruct.cleanup", "reconstruct.end"], []),
     ("densify", ["densify"], []),
     ("export", ["export"], []),

@@ -41,6 +41,7 @@ class SolveOptions:
     max_reprojection_error: float = 3.0
     min_triangulation_angle: float = 1.5
     min_views: int = 2
+    photometric_refinement: bool = True
 
 
 @dataclass
@@ -116,17 +117,65 @@ def register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts:
     return out
 
 
+def photometric_bundle_adjustment(images: np.ndarray, xy: np.ndarray, reference_frames: np.ndarray,
+                                  tri: TriangulatedPoints, wfc: np.ndarray, registered: np.ndarray, cam, colmap_cam,
+                                  *, refine_focal: bool, refine_extra: bool, num_threads: int = -1):
+    """Bundle adjustment on observations re-measured photometrically (:func:`.photometric.refine_observations`).
+
+    Each triangulated track keeps one observation as its reference (its query frame when that is an inlier,
+    else its middle inlier); every other inlier observation is measured again by matching the reference patch,
+    carried there by the current cameras. Chained trackers drift along the image motion and bundle
+    adjustment bends the cameras to fit; the re-measured observations do not drift (static_room with KLT
+    tracks: 0.30 % -> 0.08 % of the path radius, benchmarks/reconstruct_accuracy.py). Returns the adjusted
+    :class:`~.mapping.BundleAdjusted`, or None when too little could be measured or the result is implausible.
+    """
+    from cotracker3_plugin.reconstruct.photometric import refine_observations
+
+    T = len(wfc)
+    P = len(tri.points)
+    obs = tri.inlier_obs
+    q = np.clip(np.rint(np.asarray(reference_frames, dtype=np.float64)[tri.track_ids]), 0, T - 1).astype(np.int64)
+    ref = q.copy()
+    off = ~obs[q, np.arange(P)]
+    for p in np.flatnonzero(off):  # the middle inlier frame
+        f = np.flatnonzero(obs[:, p])
+        ref[p] = f[len(f) // 2]
+    cfw = np.tile(np.eye(4), (T, 1, 1))
+    cfw[registered] = np.linalg.inv(wfc[registered])
+    depth = np.einsum("pj,pj->p", cfw[ref, 2, :3], tri.points) + cfw[ref, 2, 3]
+    K = camera_to_scene(colmap_cam)[0]
+    xy_ref = xy[ref, tri.track_ids].astype(np.float64)
+    new_xy, ok = refine_observations(images, [cam], np.zeros(T, np.int64), np.tile(K, (T, 1, 1)), cfw, ref, xy_ref,
+                                     depth, obs)
+    cols = np.flatnonzero(ok.sum(0) >= 2)
+    measured = int(ok.sum()) - P
+    log.info("photometric refinement: %d of %d observations re-measured", measured, int(obs.sum()) - P)
+    if len(cols) < 20 or measured < 0.3 * (int(obs.sum()) - P):
+        log.info("photometric refinement: too few observations matched; keeping the tracks' bundle adjustment")
+        return None
+    ba = bundle_adjust(new_xy[:, cols], ok[:, cols], wfc, registered, tri.points[cols], colmap_cam,
+                       refine_focal=refine_focal, refine_extra=refine_extra, num_threads=num_threads)
+    if bogus_camera(ba.camera) or not np.all(np.isfinite(ba.world_from_cam[registered])):
+        log.warning("photometric bundle adjustment gave an implausible camera (%s); keeping the previous one",
+                    ba.camera.params_to_string())
+        return None
+    return ba
+
+
 def solve_cameras(*, xy: np.ndarray, frame_size: tuple[int, int], frames: np.ndarray, usable_sfm: np.ndarray,
                   geoms: list[PairGeometry], static: np.ndarray, usable_static: np.ndarray, opts: SolveOptions,
                   camera_model: str, focal: float | None, refine_focal: bool, refine_while_mapping: bool = True,
-                  stage: Callable[[str], None] = lambda name: None, suffix: str = "") -> CameraSolution:
+                  stage: Callable[[str], None] = lambda name: None, suffix: str = "",
+                  images: np.ndarray | None = None, reference_frames: np.ndarray | None = None) -> CameraSolution:
     """Map, register the rest, bundle-adjust and triangulate, for one camera setting.
 
     ``xy`` (T, N, 2) all tracks; ``frames`` the frames the mapper sees, ``usable_sfm`` (F, N) the
     observations it gets there; ``usable_static`` (T, N) those every later step may use.
     ``refine_focal``: the final bundle adjustment refines the camera; ``refine_while_mapping`` False
     holds it at ``focal`` until then (a calibrated focal: early, few-frame bundle adjustments are what
-    lets a focal run away).
+    lets a focal run away). ``images`` (T, H, W, 3) at ``frame_size`` and ``reference_frames`` (N,) (each
+    track's query frame) enable the photometric re-measurement before a second bundle adjustment
+    (``opts.photometric_refinement``, :func:`photometric_bundle_adjustment`).
     """
     T = xy.shape[0]
     fixed_focal = focal is not None and not refine_focal
@@ -186,6 +235,16 @@ def solve_cameras(*, xy: np.ndarray, frame_size: tuple[int, int], frames: np.nda
             colmap_cam = ba.camera
             K, dist, cam = camera_to_scene(colmap_cam)
             tri = triangulate(cam)
+            if opts.photometric_refinement and images is not None and reference_frames is not None:
+                stage("photometric_refinement" + suffix)
+                pba = photometric_bundle_adjustment(images, xy, reference_frames, tri, wfc, registered, cam,
+                                                    colmap_cam, refine_focal=not fixed_focal,
+                                                    refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
+                                                    num_threads=opts.num_threads)
+                if pba is not None:
+                    wfc, colmap_cam = pba.world_from_cam, pba.camera
+                    K, dist, cam = camera_to_scene(colmap_cam)
+                    tri = triangulate(cam)
     if not failure and registered.sum() >= 2 and len(tri.points) < MIN_MODEL_POINTS:
         # A near-orthographic camera (a long focal length on little translation) registers frames
         # whose rays then meet at too small angles for any point.

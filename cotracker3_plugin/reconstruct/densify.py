@@ -17,7 +17,7 @@ and keeps a point only where the geometry vouches for it:
 4. ``angle``: its inlier rays span less than ``min_triangulation_angle`` (depth undetermined);
 
 then, with ``photometric`` (the default), the depth of every candidate is swept along its query ray for the
-best multi-view patch agreement (:mod:`~cotracker3_plugin.reconstruct.photometric_depth`: it removes the
+best multi-view patch agreement (:mod:`~cotracker3_plugin.reconstruct.photometric`: it removes the
 tracker's drift from the depth), on planes from open3d's normals of the candidate cloud:
 
 - ``imprecise``: a one-pixel error would move it by more than ``max_depth_per_pixel`` of its depth;
@@ -57,7 +57,7 @@ from cotracker3_plugin.reconstruct.dense_grid import (
     spread_frames,
 )
 from cotracker3_plugin.reconstruct.dense_trackers import TrackFn, make_track_fn
-from cotracker3_plugin.reconstruct.photometric_depth import PhotometricConfig, refine_depths, spread_views
+from cotracker3_plugin.reconstruct.photometric import PhotometricConfig, refine_depths, spread_views
 from cotracker3_plugin.reconstruct.scene import Scene
 from cotracker3_plugin.reconstruct.triangulate import _per_camera, triangulate_tracks
 from cotracker3_plugin.tracks import Tracks
@@ -117,7 +117,7 @@ class DensifyConfig:
     time; 0 is a little worse (1.150 %)."""
     photometric: bool = True
     """Sharpen each point's depth by a photometric sweep along its query ray (multi-view NCC with the solved
-    cameras, :mod:`~cotracker3_plugin.reconstruct.photometric_depth`): removes the tracker's drift from the depth."""
+    cameras, :mod:`~cotracker3_plugin.reconstruct.photometric`): removes the tracker's drift from the depth."""
     photometric_sweep: PhotometricConfig = field(default_factory=PhotometricConfig)
     """The sweep's patch, views, steps and acceptance."""
     drop_unrefined: bool = True
@@ -310,7 +310,7 @@ class _PhotometricInputs:
     @staticmethod
     def build(clip: Clip, scene: Scene, cams: list, Ks: np.ndarray, cfw: np.ndarray,
               registered: np.ndarray) -> _PhotometricInputs:
-        from cotracker3_plugin.reconstruct.photometric_depth import _gray
+        from cotracker3_plugin.reconstruct.photometric import _gray
 
         T = clip.num_frames
         K, pose, cam = np.tile(np.eye(3), (T, 1, 1)), np.tile(np.eye(4), (T, 1, 1)), np.zeros(T, np.int64)

@@ -123,7 +123,7 @@ def _truth(cloud: DenseCloud) -> np.ndarray:
     return out
 
 
-#: Exact geometry (the photometric sweep is tested on rendered frames in test_photometric_depth.py: these
+#: Exact geometry (the photometric sweep is tested on rendered frames in test_photometric.py: these
 #: frames are noise, unrelated to the geometry).
 EXACT = dict(grid_size=24, num_query_frames=3, chunk_size=500, voxel_size=0.0, photometric=False)
 
@@ -267,7 +267,7 @@ def test_densify_rejects_bad_inputs(world):
         make_track_fn("sift")
     with pytest.raises(UserError, match="max_depth_per_pixel"):
         densify(scene, clip, exact_track_fn, DensifyConfig(max_depth_per_pixel=0.0))
-    from cotracker3_plugin.reconstruct.photometric_depth import PhotometricConfig
+    from cotracker3_plugin.reconstruct.photometric import PhotometricConfig
 
     with pytest.raises(UserError, match="photometric sweep: min_score"):
         densify(scene, clip, exact_track_fn, DensifyConfig(photometric_sweep=PhotometricConfig(min_score=2.0)))

@@ -62,3 +62,23 @@ def test_static_room_klt_self_calibrates(data_dir):
     assert res.report.focal == pytest.approx(360.0, rel=0.015)
     e = compare_poses(res.scene.world_from_cam, gt["cam_to_world"], scene_scale=radius)
     assert e.ate_relative < 0.01, e
+
+
+def test_static_room_klt_photometric_bundle_adjustment_removes_the_drift(data_dir):
+    """`--tracker klt` with the default reconstruction: the photometric re-measurement of the observations
+    before the last bundle adjustment takes the trajectory error below 0.1 % of the path radius (measured
+    0.05 %, focal +0.05 %); without it the chained tracks' drift bends the cameras (measured 0.29 %)."""
+    from cotracker3_nerfstudio.process_data import ProcessDataConfig, default_tracker
+
+    gt, clip, radius = _scene(data_dir, "static_room")
+    tracks = default_tracker(ProcessDataConfig(tracker="klt"))(clip)
+    errors = {}
+    for on in (True, False):
+        res = reconstruct_detailed(tracks, clip, ReconstructConfig(num_threads=2, photometric_refinement=on))
+        assert res.report.frames_registered == 60 and not res.report.camera_fixed
+        errors[on] = compare_poses(res.scene.world_from_cam, gt["cam_to_world"], scene_scale=radius).ate_relative
+        if on:
+            assert res.report.focal == pytest.approx(360.0, rel=0.005)
+            assert "photometric_refinement" in res.report.runtime_s
+    assert errors[True] < 0.001, errors
+    assert errors[False] > 2 * errors[True], errors

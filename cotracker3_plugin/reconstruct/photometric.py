@@ -1,25 +1,26 @@
-"""Sharpen the depth of dense points photometrically, once the cameras are known.
+"""Photometric refinement once the cameras are known: the depth of dense points, the 2D observations of map
+tracks.
 
-A tracked point's position in a far frame carries the tracker's drift: chained
-Lucas-Kanade slides a little along the image motion, and that error goes straight into the
-triangulated depth. With the cameras solved the question becomes one-dimensional: which
-depth along the query pixel's ray makes the patch around it look the same in the frames
-that saw it? This is the plane-sweep test of multi-view stereo, asked for one pixel at a
-time around the depth that triangulation gave.
+A tracked point's position in a far frame carries the tracker's drift: chained Lucas-Kanade slides a little
+along the image motion. That error goes straight into a triangulated depth, and into the cameras that bundle
+adjustment fits to the tracks. Once the cameras are (nearly) solved, the patch around a point in its
+reference frame can be carried into any other frame exactly: lay it on a plane through the point (its surface
+normal, or fronto-parallel), map it by the plane-induced homography, compare by normalised cross-correlation
+(NCC). Two questions are asked that way:
 
-For each point the patch around its query pixel is laid on the fronto-parallel plane at a
-candidate depth, carried into up to ``num_views`` frames where the tracker saw it (chosen
-spread over the track, the farthest included), sampled there (bilinear) and compared with
-the query patch by normalised cross-correlation (NCC). The candidates are inverse depths
-spaced so that the point moves ``step_px`` pixels in the most sensitive view; a coarse sweep
-finds the peak of the mean NCC over the views, a finer one around it and a parabola through
-the best three give the depth. A point is *refined* when its patch has texture, the peak lies
-inside the sweep and its mean NCC reaches ``min_score``; the rest keep their triangulated depth
-(the caller decides whether to keep them).
+- :func:`refine_depths` (dense points, cameras fixed): which depth along the query pixel's ray makes the
+  patch look the same in the frames that saw it? The plane-sweep test of multi-view stereo, asked for one
+  pixel at a time around the depth that triangulation gave. Candidates are inverse depths spaced so that the
+  point moves ``step_px`` pixels in the most sensitive view; a coarse sweep finds the peak of the mean NCC
+  over up to ``num_views`` frames, a finer one around it and a parabola through the best three give the depth.
+- :func:`refine_observations` (map tracks, before a last bundle adjustment): where in each frame does the
+  reference patch, carried there by the current cameras and point, match best? A 2D search around the
+  predicted position gives an observation that does not accumulate drift (the idea of featuremetric
+  refinement in Pixel-Perfect SfM, with NCC on image patches instead of learned features).
 
-Coordinates: pixels (x right, y down, centres at integers), OpenCV camera axes. Cameras are
-pycolmap cameras (distortion goes through their ``img_from_cam``/``cam_from_img`` for the
-patch centre; the patch's shape uses the pinhole part, exact enough over a few pixels).
+Coordinates: pixels (x right, y down, centres at integers), OpenCV camera axes. Cameras are pycolmap cameras
+(distortion goes through their ``img_from_cam``/``cam_from_img`` for the patch centre; the patch's shape uses
+the pinhole part, exact enough over a few pixels).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PhotometricConfig", "PhotometricDepths", "depth_per_pixel", "refine_depths", "spread_views"]
+__all__ = ["ObservationConfig", "PhotometricConfig", "PhotometricDepths", "depth_per_pixel", "refine_depths",
+           "refine_observations", "spread_views"]
 
 
 @dataclass
@@ -240,9 +242,9 @@ class _Sweeper(_Rays):
         q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         return self.Ap[:, :, idx], self.wp[:, idx], q, idx, int(np.flatnonzero(sel == self.centre_idx)[0])
 
-    def scores(self, rho: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Mean NCC over the usable views at inverse depths ``rho`` (P, C), and the number of views used (P,);
-        ``stride`` > 1 compares every ``stride``-th patch row and column only (a cheaper coarse test)."""
+    def _pixels(self, rho: np.ndarray, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where the patch pixels land in each view at inverse depths ``rho`` (P, C): x, y (P, V, C, S), whether
+        every pixel is in front of the view's camera (P, V, C), and the query patch (normalised, (P, S))."""
         Ap, wp, qpatch, _, centre_idx = self._subset(stride)
         r = torch.from_numpy(rho).float()
         y = Ap[:, :, None] + r[:, None, :, None, None] * self.b[:, :, None, None, :] \
@@ -255,17 +257,41 @@ class _Sweeper(_Rays):
             c = torch.from_numpy(self.centres(rho)).float()
             px = px - px[..., centre_idx:centre_idx + 1] + c[..., 0:1]
             py = py - py[..., centre_idx:centre_idx + 1] + c[..., 1:2]
+        return px, py, front, qpatch
+
+    def _ncc_at(self, px: torch.Tensor, py: torch.Tensor, front: torch.Tensor, qpatch: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """NCC (P, V, C) of the query patch with the views sampled at (px, py) (P, V, C, S), and which views
+        (P, V) lie inside the frame at every candidate."""
         inside = ((px >= 0) & (px <= self.w - 1) & (py >= 0) & (py <= self.h - 1)).all(-1) & front
-        view_ok = inside.all(-1) & torch.from_numpy(self.views >= 0)  # (P, V): inside at every candidate
+        view_ok = inside.all(-1) & torch.from_numpy(self.views >= 0)
         px = torch.where(view_ok[:, :, None, None], px, torch.zeros_like(px)).nan_to_num_(0.0)
         py = torch.where(view_ok[:, :, None, None], py, torch.zeros_like(py)).nan_to_num_(0.0)
-        frame = torch.from_numpy(self.vf)[:, :, None, None]
-        vals = self.frames.sample(frame, px, py)  # (P, V, C, S)
-        ncc = _ncc(qpatch[:, None, None, :], vals)
+        vals = self.frames.sample(torch.from_numpy(self.vf)[:, :, None, None], px, py)  # (P, V, C, S)
+        return _ncc(qpatch[:, None, None, :], vals), view_ok
+
+    def scores(self, rho: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Mean NCC over the usable views at inverse depths ``rho`` (P, C), and the number of views used (P,);
+        ``stride`` > 1 compares every ``stride``-th patch row and column only (a cheaper coarse test)."""
+        ncc, view_ok = self._ncc_at(*self._pixels(rho, stride))
         n = view_ok.sum(1)
         mean = (ncc * view_ok[:, :, None]).sum(1) / n[:, None].clamp_min(1)
         mean = torch.where(n[:, None] > 0, mean, torch.full_like(mean, float("nan")))
         return mean.numpy().astype(np.float64), n.numpy()
+
+    def shifted_scores(self, rho: np.ndarray, shifts: np.ndarray, stride: int = 1
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """NCC in each view (P, V, C) with the patch at inverse depth ``rho`` (P,) moved by ``shifts`` pixels
+        ((P, V, C, 2) or (C, 2)), which views lie inside at every shift (P, V), and the unshifted centres
+        (P, V, 2)."""
+        px, py, front, qpatch = self._pixels(rho[:, None], stride)
+        centre = torch.stack([px[:, :, 0, px.shape[-1] // 2], py[:, :, 0, py.shape[-1] // 2]], -1)
+        sh = torch.from_numpy(np.broadcast_to(shifts, (*px.shape[:2], shifts.shape[-2], 2)).copy()).float()
+        px = px + sh[..., 0:1]
+        py = py + sh[..., 1:2]
+        ncc, view_ok = self._ncc_at(px, py, front.expand(*px.shape[:3]), qpatch)
+        return ncc.numpy().astype(np.float64), view_ok.numpy(), centre.numpy().astype(np.float64)
+
 
 def _peak(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the best candidate (P,) and its sub-sample offset from a parabola (in candidate steps)."""
@@ -366,3 +392,107 @@ def refine_depths(frames: np.ndarray | torch.Tensor, cameras: list, cam_of_frame
             refined[sl] = good
             score[sl] = np.where(n2 > 0, best, np.nan)
     return PhotometricDepths(out_d, refined, score, per_px)
+
+
+@dataclass
+class ObservationConfig:
+    """The 2D search of :func:`refine_observations`."""
+
+    patch_radius: int = 3
+    """Half side of the square patch compared (3: 7 x 7 pixels; fronto-parallel, so small)."""
+    reach_px: float = 1.5
+    """The coarse search covers this many pixels each way around the predicted position."""
+    coarse_step_px: float = 0.5
+    """Coarse search grid spacing (pixels)."""
+    coarse_stride: int = 2
+    """The coarse search compares every ``coarse_stride``-th patch row and column."""
+    fine_step_px: float = 0.125
+    """Fine search grid spacing around the coarse peak (a 5 x 5 grid; a parabola per axis then)."""
+    min_score: float = 0.8
+    """Least NCC for a refined observation."""
+    min_texture: float = 2.0
+    """Least standard deviation of the reference patch's grey levels (0-255)."""
+    chunk: int = 2048
+    """Observations searched at once."""
+
+
+def _peak_2d(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best cell (ix, iy) of (..., n*n) scores on an n x n grid (x fastest), its sub-cell offset per axis from
+    parabolas (..., 2), whether it is interior, and its score."""
+    s = np.where(np.isfinite(scores), scores, -np.inf)
+    k = s.argmax(-1)
+    iy, ix = np.divmod(k, n)
+    grid = s.reshape(*s.shape[:-1], n, n)
+    idx = np.indices(k.shape)
+    ixc, iyc = np.clip(ix, 1, n - 2), np.clip(iy, 1, n - 2)
+
+    def vertex(a, b, c):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            den = a - 2 * b + c
+            return np.where((den < 0) & np.isfinite(den), np.clip(0.5 * (a - c) / den, -0.5, 0.5), 0.0)
+
+    dx = vertex(grid[(*idx, iy, ixc - 1)], grid[(*idx, iy, ixc)], grid[(*idx, iy, ixc + 1)])
+    dy = vertex(grid[(*idx, iyc - 1, ix)], grid[(*idx, iyc, ix)], grid[(*idx, iyc + 1, ix)])
+    interior = (ix == ixc) & (iy == iyc)
+    return np.stack([ix, iy], -1), np.stack([dx, dy], -1), interior, s.max(-1)
+
+
+def refine_observations(frames: np.ndarray | torch.Tensor, cameras: list, cam_of_frame: np.ndarray, K: np.ndarray,
+                        cam_from_world: np.ndarray, reference_frame: np.ndarray, reference_xy: np.ndarray,
+                        depth: np.ndarray, observed: np.ndarray, config: ObservationConfig | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Re-measure every observation of every point against the patch of its reference frame.
+
+    Args:
+        frames, cameras, cam_of_frame, K, cam_from_world: as in :func:`refine_depths`.
+        reference_frame, reference_xy: (P,), (P, 2) the frame and pixel that define each point (an
+            observation the caller trusts, e.g. the track's query).
+        depth: (P,) the point's depth (z) in its reference camera; the patch lies fronto-parallel there.
+        observed: (T, P) bool, the frames to measure each point in (the reference frame is skipped).
+
+    Returns:
+        ``xy`` (T, P, 2): the refined observations (the reference pixel in the reference frame, NaN where
+        not measured) and ``ok`` (T, P) bool: measured with a textured patch, an interior peak and NCC of at
+        least ``min_score`` (the reference frame counts as measured).
+    """
+    cfg = config or ObservationConfig()
+    T, P = observed.shape
+    ref = np.asarray(reference_frame, dtype=np.int64)
+    rxy = np.asarray(reference_xy, dtype=np.float64)
+    out = np.full((T, P, 2), np.nan)
+    ok = np.zeros((T, P), dtype=bool)
+    good_ref = np.isfinite(rxy).all(1) & (np.asarray(depth) > 0)
+    out[ref[good_ref], np.flatnonzero(good_ref)] = rxy[good_ref]
+    ok[ref[good_ref], np.flatnonzero(good_ref)] = True
+    todo = np.asarray(observed, dtype=bool).copy()
+    todo[ref, np.arange(P)] = False
+    todo &= good_ref[None]
+    t_of, p_of = np.nonzero(todo)
+    if len(t_of) == 0:
+        return out, ok
+    corners = _Corners(frames if isinstance(frames, torch.Tensor) else _gray(frames))
+    n_c = 2 * int(round(cfg.reach_px / cfg.coarse_step_px)) + 1
+    g = (np.arange(n_c) - n_c // 2) * cfg.coarse_step_px
+    coarse = np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    gf = (np.arange(5) - 2) * cfg.fine_step_px
+    fine = np.stack(np.meshgrid(gf, gf, indexing="xy"), -1).reshape(-1, 2)
+    Kf, cfw = np.asarray(K, dtype=np.float64), np.asarray(cam_from_world, dtype=np.float64)
+    cof = np.asarray(cam_of_frame, dtype=np.int64)
+    with torch.no_grad():
+        for s in range(0, len(t_of), cfg.chunk):
+            t, p = t_of[s:s + cfg.chunk], p_of[s:s + cfg.chunk]
+            # One "point" per observation, with that frame as its only view.
+            sw = _Sweeper(corners, cameras, cof, Kf, cfw, ref[p], rxy[p], t[:, None], cfg.patch_radius)
+            rho = 1.0 / np.asarray(depth, dtype=np.float64)[p]
+            sc, inside, centre = sw.shifted_scores(rho, coarse, cfg.coarse_stride)
+            cell, _, interior, _ = _peak_2d(sc[:, 0], n_c)
+            best_coarse = g[cell]  # (n, 2)
+            sc2, inside2, _ = sw.shifted_scores(rho, best_coarse[:, None, None, :] + fine[None, None])
+            cell2, sub, _, score = _peak_2d(sc2[:, 0], 5)
+            shift = best_coarse + gf[cell2] + sub * cfg.fine_step_px
+            # The fine grid spans one coarse step: its edge is a fine answer when the coarse peak was interior.
+            good = (inside[:, 0] & inside2[:, 0] & interior & (score >= cfg.min_score)
+                    & (sw.texture >= cfg.min_texture))
+            out[t[good], p[good]] = centre[good, 0] + shift[good]
+            ok[t[good], p[good]] = True
+    return out, ok
