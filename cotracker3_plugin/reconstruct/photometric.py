@@ -40,8 +40,10 @@ class PhotometricConfig:
 
     patch_radius: int = 5
     """Half side of the square patch compared (5: 11 x 11 pixels)."""
-    num_views: int = 6
-    """Frames compared with the query frame per point (spread over the frames the tracker saw it in)."""
+    num_views: int = 4
+    """Frames compared with the query frame per point (spread over the frames the tracker saw it in). On
+    static_room (grid 96, 8 query frames) 6 views give a median error of 0.281 % of the radius against 0.292 %
+    with 4, for 1.5x the sweep's time."""
     coarse_step_px: float = 0.5
     """Coarse sweep: displacement (pixels, in the most sensitive view) between candidate depths."""
     coarse_steps: int = 6
