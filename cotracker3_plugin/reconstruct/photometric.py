@@ -232,7 +232,10 @@ class _Sweeper(_Rays):
                                torch.from_numpy(pix[..., 1]).float())
         self.raw_qpatch = qpatch
         qpatch = qpatch - qpatch.mean(-1, keepdim=True)
-        self.texture = (qpatch.norm(dim=-1) / np.sqrt(qpatch.shape[-1])).numpy()
+        # A query patch that leaves the frame counts as untextured: nothing to compare.
+        q_inside = ((pix[..., 0] >= 0) & (pix[..., 0] <= self.w - 1) & (pix[..., 1] >= 0)
+                    & (pix[..., 1] <= self.h - 1)).all(1)
+        self.texture = np.where(q_inside, (qpatch.norm(dim=-1) / np.sqrt(qpatch.shape[-1])).numpy(), 0.0)
         self.off = off
 
     def _subset(self, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:

@@ -520,6 +520,17 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
         masks = moving_masks(tracks.xy, usable_all, usable_all & (untested[None] | far),
                              usable_all & (labelled | test.tested)[None], size, cfg.motion)
         keep = ~dynamic[tri.track_ids]
+        # A point whose own query pixel lies on a moving region is not trusted either: pieces of a few frames
+        # on a slow subject can fit the static geometry (dynamic_room, KLT: 15 of the 16 map points on the
+        # subjects, at the price of static points within the masks' margin).
+        q = np.asarray(tracks.queries, dtype=np.float64)[tri.track_ids]
+        qt = np.clip(np.rint(q[:, 0]).astype(np.int64), 0, T - 1)
+        qy = np.clip(np.rint(q[:, 2]).astype(np.int64), 0, size[0] - 1)
+        qx = np.clip(np.rint(q[:, 1]).astype(np.int64), 0, size[1] - 1)
+        on_moving = masks[qt, qy, qx] & keep
+        if on_moving.any():
+            log.info("motion: %d map points dropped: their query pixel is on a moving region", int(on_moving.sum()))
+        keep &= ~on_moving
         tri = replace(tri, points=tri.points[keep], track_ids=tri.track_ids[keep], errors=tri.errors[keep],
                       num_views=tri.num_views[keep], inlier_obs=tri.inlier_obs[:, keep],
                       angles=None if tri.angles is None else tri.angles[keep])

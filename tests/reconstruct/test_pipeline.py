@@ -59,7 +59,7 @@ def test_moving_tracks_rejected_and_points_accurate(synthetic):
     assert sc.point_errors.mean() < 2.0 and res.report.mean_reprojection_error < 2.0
     assert set(res.report.runtime_s) == {"correspondences", "sift", "motion", "keyframes", "calibration", "mapping",
                                          "triangulation", "bundle_adjustment", "triangulation_final",
-                                         "motion_final", "cleanup"}
+                                         "photometric_refinement", "motion_final", "cleanup"}
     # Moving tracks are flagged on the result's tracks; the masks cover their pixels.
     assert res.tracks.dynamic is not None and res.input_dynamic[s.moving].mean() > 0.9
     assert res.moving_masks.shape == (T, *s.tracks.frame_size) and res.scene.moving_masks is not None
