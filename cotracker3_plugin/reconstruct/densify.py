@@ -302,7 +302,7 @@ class _PhotometricInputs:
     """What the photometric sweep needs, indexed by clip frame."""
 
     gray: object
-    """(T, H, W) float32 torch grey levels of the clip."""
+    """(T, H, W) float16 torch grey levels of the clip."""
     K: np.ndarray
     cfw: np.ndarray
     cam_of_frame: np.ndarray

@@ -120,28 +120,33 @@ def spread_views(inliers: np.ndarray, query_frame: np.ndarray, num_views: int) -
 
 
 def _gray(frames: np.ndarray) -> torch.Tensor:
-    f = torch.from_numpy(np.ascontiguousarray(frames)).float()
-    return (0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]).contiguous()
+    """(T, H, W) float16 grey levels (0-255) of RGB uint8 frames, converted a frame at a time (a long clip's
+    float RGB would not fit in memory; float16 keeps grey levels to 1/8 of a level)."""
+    frames = np.asarray(frames)
+    out = torch.empty(frames.shape[:3], dtype=torch.float16)
+    weights = torch.tensor([0.299, 0.587, 0.114])
+    for t in range(len(frames)):
+        out[t] = (torch.from_numpy(np.ascontiguousarray(frames[t])).float() @ weights).half()
+    return out
 
 
 class _Corners:
-    """The grey frames stored as the 2 x 2 neighbourhood of every pixel, so that a bilinear sample is one
-    gather of four contiguous values (4x the memory of the frames; float32)."""
+    """The grey frames (float16, flat) and bilinear sampling from them (four gathers per sample)."""
 
     def __init__(self, gray: torch.Tensor):
-        g = gray
-        self.t, self.h, self.w = g.shape
-        self.stack = torch.stack([g[:, :-1, :-1], g[:, :-1, 1:], g[:, 1:, :-1], g[:, 1:, 1:]], -1).reshape(-1, 4)
+        self.t, self.h, self.w = gray.shape
+        self.flat = gray.reshape(-1)
 
     def sample(self, frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Bilinear samples at (x, y) of ``frame`` (broadcast); coordinates must lie inside the frame."""
+        """Bilinear samples (float32) at (x, y) of ``frame`` (broadcast); coordinates must lie inside the frame."""
         x0 = x.floor().clamp_(0, self.w - 2)
         y0 = y.floor().clamp_(0, self.h - 2)
         fx, fy = x - x0, y - y0
-        idx = (frame * (self.h - 1) + y0.long()) * (self.w - 1) + x0.long()
-        c = self.stack[idx]  # (..., 4)
-        top = c[..., 0] + (c[..., 1] - c[..., 0]) * fx
-        bottom = c[..., 2] + (c[..., 3] - c[..., 2]) * fx
+        idx = (frame * self.h + y0.long()) * self.w + x0.long()
+        a, b = self.flat[idx].float(), self.flat[idx + 1].float()
+        c, d = self.flat[idx + self.w].float(), self.flat[idx + self.w + 1].float()
+        top = a + (b - a) * fx
+        bottom = c + (d - c) * fx
         return top + (bottom - top) * fy
 
 

@@ -475,7 +475,9 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
     rep.sfm_tracks = len(sfm_ids)
     sfm_mask = np.zeros(N, dtype=bool)
     sfm_mask[sfm_ids] = True
-    images = _frames_at(clip, size, np.arange(T)) if clip is not None and cfg.photometric_refinement else None
+    images = None
+    if clip is not None and cfg.photometric_refinement:  # the frames themselves, not a copy, when sizes agree
+        images = clip.frames if clip.frame_size == tuple(size) else _frames_at(clip, size, np.arange(T))
     solve = dict(xy=tracks.xy, frame_size=size, frames=frames, usable_sfm=usable_f & sfm_mask[None],
                  geoms=seg.geometries, static=static, usable_static=usable_static, opts=opts, stage=stage,
                  images=images, reference_frames=np.asarray(tracks.queries)[:, 0])
