@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -197,6 +197,7 @@ def solve_cameras(*, xy: np.ndarray, frame_size: tuple[int, int], frames: np.nda
     registered[frames[m.registered]] = True
 
     stage("triangulation" + suffix)
+    adjusted = False
 
     def triangulate(camera) -> TriangulatedPoints:
         return triangulate_tracks(xy.astype(np.float64), usable_static, wfc, registered, [camera],
@@ -235,20 +236,38 @@ def solve_cameras(*, xy: np.ndarray, frame_size: tuple[int, int], frames: np.nda
             colmap_cam = ba.camera
             K, dist, cam = camera_to_scene(colmap_cam)
             tri = triangulate(cam)
-            if opts.photometric_refinement and images is not None and reference_frames is not None:
-                stage("photometric_refinement" + suffix)
-                pba = photometric_bundle_adjustment(images, xy, reference_frames, tri, wfc, registered, cam,
-                                                    colmap_cam, refine_focal=not fixed_focal,
-                                                    refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
-                                                    num_threads=opts.num_threads)
-                if pba is not None:
-                    wfc, colmap_cam = pba.world_from_cam, pba.camera
-                    K, dist, cam = camera_to_scene(colmap_cam)
-                    tri = triangulate(cam)
+            adjusted = True
     if not failure and registered.sum() >= 2 and len(tri.points) < MIN_MODEL_POINTS:
         # A near-orthographic camera (a long focal length on little translation) registers frames
         # whose rays then meet at too small angles for any point.
         failure = (f"{int(registered.sum())} frames got a pose but only {len(tri.points)} points triangulate "
                    f"(focal {K[0, 0]:.0f} px: too little parallax for this camera)")
-    return CameraSolution(wfc, registered, tri, K, dist, cam, colmap_cam, by_mapper, by_pnp, m.num_points,
-                          m.num_models, m.mean_reprojection_error, implausible, failure)
+    sol = CameraSolution(wfc, registered, tri, K, dist, cam, colmap_cam, by_mapper, by_pnp, m.num_points,
+                         m.num_models, m.mean_reprojection_error, implausible, failure)
+    if adjusted and opts.photometric_refinement and images is not None and reference_frames is not None:
+        sol = refine_photometrically(sol, xy=xy, usable_static=usable_static, opts=opts, images=images,
+                                     reference_frames=reference_frames, camera_model=camera_model,
+                                     refine_focal=not fixed_focal, stage=stage, suffix=suffix)
+    return sol
+
+
+def refine_photometrically(sol: CameraSolution, *, xy: np.ndarray, usable_static: np.ndarray, opts: SolveOptions,
+                           images: np.ndarray, reference_frames: np.ndarray, camera_model: str, refine_focal: bool,
+                           stage: Callable[[str], None] = lambda name: None, suffix: str = "") -> CameraSolution:
+    """:func:`photometric_bundle_adjustment` on a finished solution, its tracks triangulated again with the
+    adjusted cameras; the solution unchanged when it failed or the adjustment declined."""
+    if sol.failure or len(sol.tri.points) < 20:
+        return sol
+    stage("photometric_refinement" + suffix)
+    pba = photometric_bundle_adjustment(images, xy, reference_frames, sol.tri, sol.world_from_cam, sol.registered,
+                                        sol.camera, sol.colmap_camera, refine_focal=refine_focal,
+                                        refine_extra=camera_model not in ("SIMPLE_PINHOLE", "PINHOLE"),
+                                        num_threads=opts.num_threads)
+    if pba is None:
+        return sol
+    K, dist, cam = camera_to_scene(pba.camera)
+    tri = triangulate_tracks(xy.astype(np.float64), usable_static, pba.world_from_cam, sol.registered, [cam],
+                             np.zeros(len(xy), np.int64), max_error=opts.max_reprojection_error,
+                             min_angle_deg=opts.min_triangulation_angle, min_views=opts.min_views)
+    return replace(sol, world_from_cam=pba.world_from_cam, tri=tri, K=K, dist=dist, camera=cam,
+                   colmap_camera=pba.camera)

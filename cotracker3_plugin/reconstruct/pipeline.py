@@ -22,7 +22,12 @@ from cotracker3_plugin.io.camera_metadata import focal_prior
 from cotracker3_plugin.io.clip import Clip
 from cotracker3_plugin.reconstruct import cleanup
 from cotracker3_plugin.reconstruct.calibrate import CalibrationConfig, FocalEstimate, self_calibrate
-from cotracker3_plugin.reconstruct.cameras import CameraSolution, SolveOptions, solve_cameras
+from cotracker3_plugin.reconstruct.cameras import (
+    CameraSolution,
+    SolveOptions,
+    refine_photometrically,
+    solve_cameras,
+)
 from cotracker3_plugin.reconstruct.correspondences import (
     frame_pairs,
     on_mask,
@@ -494,9 +499,10 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
         log.warning("%s; solving again with the camera fixed (SIMPLE_PINHOLE, focal %s px, %s)", sol.failure,
                     " / ".join(f"{f:.0f}" for f in focals), est.source)
         found: list[tuple[float, float, CameraSolution]] = []
+        # The candidates are compared without the photometric refinement; the chosen one gets it.
         for f0 in focals:
             retry = solve_cameras(camera_model="SIMPLE_PINHOLE", focal=f0, refine_focal=False,
-                                  suffix=f"_fixed_f{f0:.0f}", **solve)
+                                  suffix=f"_fixed_f{f0:.0f}", **{**solve, "images": None})
             if retry.failure:
                 log.info("fixed camera f=%.0f px: %s", f0, retry.failure)
             else:
@@ -506,6 +512,10 @@ def reconstruct_detailed(tracks: Tracks, clip: Clip | None = None, config: Recon
             source = est.source if f0 == est.focal else f"the best of {len(focals)} fields of view"
             rep.camera_fixed = f"{sol.failure}; camera fixed at SIMPLE_PINHOLE f={f0:.0f} px ({source})"
             sol = best
+            if images is not None and cfg.photometric_refinement:
+                sol = refine_photometrically(sol, xy=tracks.xy, usable_static=usable_static, opts=opts, images=images,
+                                             reference_frames=solve["reference_frames"], camera_model="SIMPLE_PINHOLE",
+                                             refine_focal=False, stage=stage, suffix=f"_fixed_f{f0:.0f}")
     if sol.failure:
         rep.failure = sol.failure
         log.warning("%s", sol.failure)
