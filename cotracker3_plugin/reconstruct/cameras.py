@@ -117,6 +117,14 @@ def register_by_pnp(frames: np.ndarray, xy: np.ndarray, usable: np.ndarray, pts:
     return out
 
 
+def _triangulate_static(xy: np.ndarray, usable_static: np.ndarray, wfc: np.ndarray, registered: np.ndarray, camera,
+                        opts: SolveOptions) -> TriangulatedPoints:
+    """Every static track triangulated with these poses and this (package-pixel) camera."""
+    return triangulate_tracks(xy.astype(np.float64), usable_static, wfc, registered, [camera],
+                              np.zeros(len(xy), np.int64), max_error=opts.max_reprojection_error,
+                              min_angle_deg=opts.min_triangulation_angle, min_views=opts.min_views)
+
+
 def photometric_bundle_adjustment(images: np.ndarray, xy: np.ndarray, reference_frames: np.ndarray,
                                   tri: TriangulatedPoints, wfc: np.ndarray, registered: np.ndarray, cam, colmap_cam,
                                   *, refine_focal: bool, refine_extra: bool, num_threads: int = -1):
@@ -126,7 +134,7 @@ def photometric_bundle_adjustment(images: np.ndarray, xy: np.ndarray, reference_
     else its middle inlier); every other inlier observation is measured again by matching the reference patch,
     carried there by the current cameras. Chained trackers drift along the image motion and bundle
     adjustment bends the cameras to fit; the re-measured observations do not drift (static_room with KLT
-    tracks: 0.30 % -> 0.08 % of the path radius, benchmarks/reconstruct_accuracy.py). Returns the adjusted
+    tracks: 0.29 % -> 0.05 % of the path radius, benchmarks/reconstruct_accuracy.py). Returns the adjusted
     :class:`~.mapping.BundleAdjusted`, or None when too little could be measured or the result is implausible.
     """
     from cotracker3_plugin.reconstruct.photometric import refine_observations
@@ -200,9 +208,7 @@ def solve_cameras(*, xy: np.ndarray, frame_size: tuple[int, int], frames: np.nda
     adjusted = False
 
     def triangulate(camera) -> TriangulatedPoints:
-        return triangulate_tracks(xy.astype(np.float64), usable_static, wfc, registered, [camera],
-                                  np.zeros(T, np.int64), max_error=opts.max_reprojection_error,
-                                  min_angle_deg=opts.min_triangulation_angle, min_views=opts.min_views)
+        return _triangulate_static(xy, usable_static, wfc, registered, camera, opts)
 
     tri = triangulate(cam)
     rounds = by_pnp = 0
@@ -266,8 +272,6 @@ def refine_photometrically(sol: CameraSolution, *, xy: np.ndarray, usable_static
     if pba is None:
         return sol
     K, dist, cam = camera_to_scene(pba.camera)
-    tri = triangulate_tracks(xy.astype(np.float64), usable_static, pba.world_from_cam, sol.registered, [cam],
-                             np.zeros(len(xy), np.int64), max_error=opts.max_reprojection_error,
-                             min_angle_deg=opts.min_triangulation_angle, min_views=opts.min_views)
+    tri = _triangulate_static(xy, usable_static, pba.world_from_cam, sol.registered, cam, opts)
     return replace(sol, world_from_cam=pba.world_from_cam, tri=tri, K=K, dist=dist, camera=cam,
                    colmap_camera=pba.camera)

@@ -57,9 +57,14 @@ from cotracker3_plugin.reconstruct.dense_grid import (
     spread_frames,
 )
 from cotracker3_plugin.reconstruct.dense_trackers import TrackFn, make_track_fn
-from cotracker3_plugin.reconstruct.photometric import PhotometricConfig, refine_depths, spread_views
+from cotracker3_plugin.reconstruct.photometric import (
+    PhotometricConfig,
+    grey_frames,
+    refine_depths,
+    spread_views,
+)
 from cotracker3_plugin.reconstruct.scene import Scene
-from cotracker3_plugin.reconstruct.triangulate import _per_camera, triangulate_tracks
+from cotracker3_plugin.reconstruct.triangulate import per_camera, triangulate_tracks
 from cotracker3_plugin.tracks import Tracks
 
 __all__ = ["DenseCloud", "DensifyConfig", "DensifyStats", "densify", "make_track_fn", "scene_cameras",
@@ -83,8 +88,8 @@ class DensifyConfig:
 
     grid_size: int = 96
     """Query points per side of the grid laid on each query frame (grid_size x grid_size). Point count and time
-    grow with its square (benchmarks/densify.py, static_room, KLT, ground-truth cameras, 2 CPU cores: 96 -> 36 k
-    points in 26 s, 128 -> 65 k points in 45 s, both with 8 query frames). 96 keeps the quick start's time."""
+    grow with its square (benchmarks/densify.py, static_room, KLT, ground-truth cameras, 2 CPU cores: 96 -> 40 k
+    points in 26 s, 128 -> 73 k points in 44 s, both with 8 query frames). 96 keeps the quick start's time."""
     num_query_frames: int = 8
     """Registered frames, evenly spread over the clip, that get a query grid; more frames cover surfaces that only
     part of the clip sees, but mostly add duplicates of surfaces already covered (merged by the voxel step): on
@@ -125,8 +130,8 @@ class DensifyConfig:
     max_depth_per_pixel: float | None = 0.05
     """With the sweep: drop points whose depth would move by more than this share per pixel of matching error
     in their most sensitive view (too little parallax for their depth); they are not swept either. On
-    static_room (grid 96, 8 query frames) 0.05 keeps 40 k points with 93.5 % within 2 % of the path radius,
-    0.02 36 k with 95.5 %, no limit 41 k with 92.6 %. None: off."""
+    static_room (grid 96, 8 query frames, 6 views a point) 0.05 kept 40 k points with 93.5 % within 2 % of the
+    path radius, 0.02 36 k with 95.5 %, no limit 41 k with 92.6 %. None: off."""
     seed: int = 0
     """Seed of the point-budget subsample."""
 
@@ -310,15 +315,13 @@ class _PhotometricInputs:
     @staticmethod
     def build(clip: Clip, scene: Scene, cams: list, Ks: np.ndarray, cfw: np.ndarray,
               registered: np.ndarray) -> _PhotometricInputs:
-        from cotracker3_plugin.reconstruct.photometric import _gray
-
         T = clip.num_frames
         K, pose, cam = np.tile(np.eye(3), (T, 1, 1)), np.tile(np.eye(4), (T, 1, 1)), np.zeros(T, np.int64)
         fidx = np.asarray(scene.frame_indices, dtype=np.int64)
         cidx = np.asarray(scene.camera_index, dtype=np.int64)
         reg = np.flatnonzero(registered)
         K[fidx[reg]], pose[fidx[reg]], cam[fidx[reg]] = Ks[cidx[reg]], cfw[reg], cidx[reg]
-        return _PhotometricInputs(_gray(clip.frames), K, pose, cam)
+        return _PhotometricInputs(grey_frames(clip.frames), K, pose, cam)
 
 
 @dataclass
@@ -510,7 +513,7 @@ def _sharpen_depths(cand: _Candidates, photo: _PhotometricInputs, cams: list, gr
     radius = _NORMAL_RADIUS * dense_cleanup.footprint_voxel_size(depth, grid_step, photo.K[qt, 0, 0], fraction=1.0)
     normals = dense_cleanup.normals_o3d(pts, radius, _NORMAL_MAX_NN)
     normals = np.einsum("pij,pj->pi", cfw[:, :3, :3], normals)
-    ray = np.concatenate([_per_camera("cam_from_img", qxy, photo.cam_of_frame[qt], cams), np.ones((len(qt), 1))], 1)
+    ray = np.concatenate([per_camera("cam_from_img", qxy, photo.cam_of_frame[qt], cams), np.ones((len(qt), 1))], 1)
     normals = np.where((np.einsum("pi,pi->p", normals, ray) > 0)[:, None], -normals, normals)  # facing the camera
     res = refine_depths(photo.gray, cams, photo.cam_of_frame, photo.K, photo.cfw, qt, qxy, depth, views,
                         cfg.photometric_sweep, normals=normals, max_depth_per_px=cfg.max_depth_per_pixel)

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ObservationConfig", "PhotometricConfig", "PhotometricDepths", "depth_per_pixel", "refine_depths",
-           "refine_observations", "spread_views"]
+from cotracker3_plugin.reconstruct.triangulate import per_camera
+
+__all__ = ["ObservationConfig", "PhotometricConfig", "PhotometricDepths", "depth_per_pixel", "grey_frames",
+           "refine_depths", "refine_observations", "spread_views"]
 
 
 @dataclass
@@ -119,7 +121,7 @@ def spread_views(inliers: np.ndarray, query_frame: np.ndarray, num_views: int) -
     return out
 
 
-def _gray(frames: np.ndarray) -> torch.Tensor:
+def grey_frames(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W) float16 grey levels (0-255) of RGB uint8 frames, converted a frame at a time (a long clip's
     float RGB would not fit in memory; float16 keeps grey levels to 1/8 of a level)."""
     frames = np.asarray(frames)
@@ -130,7 +132,7 @@ def _gray(frames: np.ndarray) -> torch.Tensor:
     return out
 
 
-class _Corners:
+class _GreyFrames:
     """The grey frames (float16, flat) and bilinear sampling from them (four gathers per sample)."""
 
     def __init__(self, gray: torch.Tensor):
@@ -161,14 +163,11 @@ class _Rays:
 
     def __init__(self, cameras: list, cam_of_frame: np.ndarray, cfw: np.ndarray, qf: np.ndarray, qxy: np.ndarray,
                  views: np.ndarray):
-        from cotracker3_plugin.reconstruct.triangulate import _per_camera
-
-        self._per_camera = _per_camera
         self.cameras, self.cam_of_frame, self.views = cameras, cam_of_frame, views
         self.vf = np.maximum(views, 0)
         rel = cfw[self.vf] @ np.linalg.inv(cfw[qf])[:, None]  # (P, V, 4, 4) query camera -> view camera
         self.R, self.t = rel[..., :3, :3], rel[..., :3, 3]
-        self.ray = np.concatenate([_per_camera("cam_from_img", qxy, cam_of_frame[qf], cameras),
+        self.ray = np.concatenate([per_camera("cam_from_img", qxy, cam_of_frame[qf], cameras),
                                    np.ones((len(qf), 1))], 1)
 
     def centres(self, rho: np.ndarray) -> np.ndarray:
@@ -182,7 +181,7 @@ class _Rays:
         px = np.full((P * V * C, 2), np.nan)
         if ok.any():
             cam = np.broadcast_to(self.cam_of_frame[self.vf][:, :, None], (P, V, C)).reshape(-1)
-            px[ok] = self._per_camera("img_from_cam", np.ascontiguousarray(Xv.reshape(-1, 3)[ok]), cam[ok],
+            px[ok] = per_camera("img_from_cam", np.ascontiguousarray(Xv.reshape(-1, 3)[ok]), cam[ok],
                                       self.cameras)
         return px.reshape(P, V, C, 2)
 
@@ -206,7 +205,7 @@ class _Sweeper(_Rays):
     from it under the pinhole homography.
     """
 
-    def __init__(self, frames: _Corners, cameras: list, cam_of_frame: np.ndarray, K: np.ndarray,
+    def __init__(self, frames: _GreyFrames, cameras: list, cam_of_frame: np.ndarray, K: np.ndarray,
                  cfw: np.ndarray, qf: np.ndarray, qxy: np.ndarray, views: np.ndarray, radius: int,
                  normals: np.ndarray | None = None):
         _Rays.__init__(self, cameras, cam_of_frame, cfw, qf, qxy, views)
@@ -243,19 +242,19 @@ class _Sweeper(_Rays):
         self.texture = np.where(q_inside, (qpatch.norm(dim=-1) / np.sqrt(qpatch.shape[-1])).numpy(), 0.0)
         self.off = off
 
-    def _subset(self, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    def _subset(self, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """Patch pixels on every ``stride``-th row and column (the centre among them)."""
         sel = np.flatnonzero((self.off[:, 0] % stride == 0) & (self.off[:, 1] % stride == 0))
         idx = torch.from_numpy(sel)
         q = self.raw_qpatch[:, idx]
         q = q - q.mean(-1, keepdim=True)
         q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        return self.Ap[:, :, idx], self.wp[:, idx], q, idx, int(np.flatnonzero(sel == self.centre_idx)[0])
+        return self.Ap[:, :, idx], self.wp[:, idx], q, int(np.flatnonzero(sel == self.centre_idx)[0])
 
     def _pixels(self, rho: np.ndarray, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Where the patch pixels land in each view at inverse depths ``rho`` (P, C): x, y (P, V, C, S), whether
         every pixel is in front of the view's camera (P, V, C), and the query patch (normalised, (P, S))."""
-        Ap, wp, qpatch, _, centre_idx = self._subset(stride)
+        Ap, wp, qpatch, centre_idx = self._subset(stride)
         r = torch.from_numpy(rho).float()
         y = Ap[:, :, None] + r[:, None, :, None, None] * self.b[:, :, None, None, :] \
             * wp[:, None, None, :, None]  # (P, V, C, S, 3)
@@ -372,7 +371,7 @@ def refine_depths(frames: np.ndarray | torch.Tensor, cameras: list, cam_of_frame
     todo = np.flatnonzero(np.isfinite(per_px) if max_depth_per_px is None else per_px <= max_depth_per_px)
     if len(todo) == 0:
         return PhotometricDepths(out_d, refined, score, per_px)
-    corners = _Corners(frames if isinstance(frames, torch.Tensor) else _gray(frames))
+    corners = _GreyFrames(frames if isinstance(frames, torch.Tensor) else grey_frames(frames))
     with torch.no_grad():
         for s in range(0, len(todo), cfg.chunk):
             sl = todo[s:s + cfg.chunk]
@@ -480,7 +479,7 @@ def refine_observations(frames: np.ndarray | torch.Tensor, cameras: list, cam_of
     t_of, p_of = np.nonzero(todo)
     if len(t_of) == 0:
         return out, ok
-    corners = _Corners(frames if isinstance(frames, torch.Tensor) else _gray(frames))
+    corners = _GreyFrames(frames if isinstance(frames, torch.Tensor) else grey_frames(frames))
     n_c = 2 * int(round(cfg.reach_px / cfg.coarse_step_px)) + 1
     g = (np.arange(n_c) - n_c // 2) * cfg.coarse_step_px
     coarse = np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)

@@ -127,7 +127,7 @@ class ReconstructConfig:
     """After the bundle adjustment, measure every map track's observations again by matching the patch of
     its reference frame (its query), carried into each frame by the cameras (NCC), and bundle-adjust once
     more on them: the cameras no longer fit the trackers' drift (static_room with --tracker klt: trajectory
-    error 0.30 % -> 0.08 % of the path radius, focal exact). Needs the clip; costs a few seconds."""
+    error 0.29 % -> 0.05 % of the path radius, focal +0.05 %; benchmarks/reconstruct_accuracy.py). Needs the clip; costs a few seconds."""
     sift: bool = True
     """Add SIFT matches between the mapped frames (COLMAP's extractor and matcher) as short feature
     tracks. Tracks chain their errors from frame to frame; SIFT matches each pair afresh, which keeps

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TriangulatedPoints", "triangulate_tracks"]
+__all__ = ["TriangulatedPoints", "per_camera", "triangulate_tracks"]
 
 _SYM = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # unique entries of a symmetric 3x3
 
@@ -43,7 +43,7 @@ class TriangulatedPoints:
     """(P,) approximate largest angle (degrees) between the inlier rays of each point."""
 
 
-def _per_camera(method: str, pts: np.ndarray, cam: np.ndarray, cameras: Sequence) -> np.ndarray:
+def per_camera(method: str, pts: np.ndarray, cam: np.ndarray, cameras: Sequence) -> np.ndarray:
     """``cameras[c].<method>`` on the rows of ``pts`` whose camera index ``cam`` is c -> (K, 2)."""
     out = np.empty((len(pts), 2))
     for c in np.unique(cam):
@@ -195,7 +195,7 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
         K = len(tk)
         obs = xy[tk, cols[mk]].astype(np.float64)  # (K, 2)
         cam = cam_of_frame[tk]
-        nrm = np.ascontiguousarray(np.nan_to_num(_per_camera("cam_from_img", obs, cam, cameras)).T)
+        nrm = np.ascontiguousarray(np.nan_to_num(per_camera("cam_from_img", obs, cam, cameras)).T)
         R = np.take(R_wc, tk, axis=2)
         dirs = R[:, 0] * nrm[0] + R[:, 1] * nrm[1] + R[:, 2]  # R @ (x, y, 1)
         dirs /= np.maximum(np.linalg.norm(dirs, axis=0), 1e-12)
@@ -210,7 +210,7 @@ def triangulate_tracks(xy: np.ndarray, usable: np.ndarray, world_from_cam: np.nd
             pc = _transform(P, X.T[:, mk])
             front = np.isfinite(pc[2]) & (pc[2] > 1e-9)
             px = np.full((K, 2), np.nan)
-            px[front] = _per_camera("img_from_cam", pc[:, front].T, cam[front], cameras)
+            px[front] = per_camera("img_from_cam", pc[:, front].T, cam[front], cameras)
             err = np.linalg.norm(px - obs, axis=-1)
             valid = np.isfinite(err) & (pc[2] > 0)
             limit = np.full(M, float(max_error))
